@@ -1,0 +1,26 @@
+"""Fully connected network on the flattened, pT-ordered constituent list: the no-structure baseline.
+
+It sees particles in pT order, so it is not permutation invariant by construction; since constituents are
+always pT-sorted, the order is canonical and the model's output is still a function of the particle set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from softsym.models.base import JetModel
+from softsym.models.pfn import mlp_layers
+
+
+class FlatMLP(JetModel):
+    def __init__(self, n_features: int, n_classes: int, *, n_particles: int = 32,
+                 hidden_sizes: list[int] = (128, 64)) -> None:
+        super().__init__(n_features, n_classes)
+        self.n_particles = n_particles
+        self.net = mlp_layers([n_particles * n_features, *hidden_sizes, self.n_outputs], final_activation=False)
+
+    def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = features[:, : self.n_particles] * mask[:, : self.n_particles, None].to(features.dtype)
+        if x.shape[1] < self.n_particles:  # fewer slots than the network expects: zero padding
+            x = torch.nn.functional.pad(x, (0, 0, 0, self.n_particles - x.shape[1]))
+        return self.net(x.flatten(1))
