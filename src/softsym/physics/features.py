@@ -15,6 +15,11 @@ import torch
 KINEMATIC_FEATURES = ("part_deta", "part_dphi", "part_logpt", "part_loge", "part_logptrel",
                       "part_logerel", "part_deltaR")
 N_KINEMATIC = len(KINEMATIC_FEATURES)
+# Fixed affine standardisation (x - centre) * scale, the values of weaver-core's JetClass/top-tagging
+# input configs: it puts every feature at O(1) for jets of a few hundred GeV without data-dependent
+# statistics, so a transformed jet is standardised exactly like the original.
+FEATURE_CENTRE = (0.0, 0.0, 1.7, 2.0, -4.7, -4.7, 0.2)
+FEATURE_SCALE = (1.0, 1.0, 0.7, 0.7, 0.7, 0.7, 4.0)
 
 # A harmless stand-in 4-vector for padded slots: keeps log/atan2/sqrt away from 0 so that the masked
 # branch of torch.where never produces inf/NaN gradients.
@@ -39,7 +44,7 @@ def jet_p4(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def kinematic_features(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The 7 kinematic features ``[..., P, 7]`` of ``KINEMATIC_FEATURES``; zero where ``mask`` is False."""
+    """The 7 standardised kinematic features ``[..., P, 7]``; zero where ``mask`` is False."""
     m = mask.unsqueeze(-1)
     safe = torch.where(m, p4, p4.new_tensor(_PAD_P4))
     jet = jet_p4(p4, mask)
@@ -59,6 +64,7 @@ def kinematic_features(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         loge - torch.log(jet[..., 0].clamp_min(1e-6)).unsqueeze(-1),
         torch.sqrt(deta * deta + dphi * dphi + 1e-12),
     ], dim=-1)
+    feats = (feats - feats.new_tensor(FEATURE_CENTRE)) * feats.new_tensor(FEATURE_SCALE)
     return torch.where(m, feats, feats.new_zeros(()))
 
 

@@ -130,10 +130,10 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
             optimizer.step()
             step += 1
             n = len(batch)
-            for name, value in {"loss": loss, **parts}.items():
+            for name, value in {"loss": loss.detach(), **parts}.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * n
             count += n
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if on_step is not None:
                 on_step(step, model)
         scheduler.step()

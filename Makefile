@@ -1,0 +1,59 @@
+# softsym — every target that needs the virtualenv depends on `setup`, which creates .venv/ once.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXPERIMENT ?= paper
+JOBS ?= 2
+PORT ?= 5000
+
+.PHONY: setup test lint data reproduce sweep report ui bench bench-hessian bench-loader bench-generator bench-models clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	CI=$${CI:-true} $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks scripts
+
+# Generate (or reuse) the experiment's jets once, before parallel jobs start.
+data: setup
+	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data]
+
+reproduce: data
+	$(BIN)/softsym -m experiment=$(EXPERIMENT)
+	$(BIN)/softsym-report --experiment $(EXPERIMENT)
+
+sweep: setup
+	$(BIN)/softsym -m experiment=$(EXPERIMENT) hparams_search=lambda_sweep
+
+report: setup
+	$(BIN)/softsym-report --experiment $(EXPERIMENT)
+
+ui: setup
+	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+bench: bench-generator bench-loader bench-models bench-hessian
+
+bench-generator: setup
+	$(BIN)/python benchmarks/bench_generator.py
+
+bench-loader: setup
+	$(BIN)/python benchmarks/bench_loader.py
+
+bench-models: setup
+	$(BIN)/python benchmarks/bench_models.py
+
+bench-hessian: setup
+	$(BIN)/python benchmarks/bench_hessian.py
+
+clean:
+	rm -rf outputs multirun reports .pytest_cache

@@ -1,0 +1,3 @@
+from softsym.cli import main
+
+main()

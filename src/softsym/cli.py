@@ -1,0 +1,65 @@
+"""The Hydra app ``softsym``: runs the configured stages in order, one MLflow parent run per job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+log = logging.getLogger("softsym")
+
+
+def run_job(cfg: DictConfig, run_dir: Path) -> None:
+    from softsym.stages import STAGE_ORDER, stage_runner
+    from softsym.stages.context import StageContext
+    from softsym.tracking import Tracker, flatten
+
+    stages = list(cfg.stages)
+    unknown = [s for s in stages if s not in STAGE_ORDER]
+    if unknown:
+        raise ValueError(f"stages={stages}: unknown {unknown}; expected a subset of {list(STAGE_ORDER)}")
+    stages.sort(key=STAGE_ORDER.index)
+    tracker = Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                      connect_timeout=cfg.mlflow.connect_timeout)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tags = {"penalty": cfg.penalty.name, "lambda": str(cfg.penalty["lambda"]), "model": cfg.model.name,
+            "seed": str(cfg.seed), "data": cfg.data.source, "stages": ",".join(stages),
+            "form": cfg.penalty.form}
+    run_name = f"{cfg.model.name}-{cfg.penalty.name}-l{cfg.penalty['lambda']}-s{cfg.seed}"
+    ctx = StageContext(cfg=cfg, tracker=tracker, run_dir=run_dir)
+    with tracker.job(run_name=run_name, tags=tags, params=flatten(resolved), config_yaml=OmegaConf.to_yaml(resolved)):
+        for name in stages:
+            log.info("stage %s", name)
+            with tracker.stage(name):
+                stage_runner(name)(cfg, ctx)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def app(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from softsym.data.errors import DataError
+    from softsym.tracking import TrackingError
+
+    try:
+        run_job(cfg, run_dir)
+    except (DataError, TrackingError, FileNotFoundError) as exc:
+        # A bad input is the user's to fix: one clear paragraph, no traceback.
+        log.error("%s", exc)
+        print(f"softsym: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""Read jets from ROOT (TTree, RNTuple) and Parquet files into padded, pT-sorted in-memory arrays.
+
+Reading is two passes over small and large columns. The *plan* pass reads only the label columns of each
+file (a few bytes per jet): it checks the schema and that labels are one-hot, turns them into class indices,
+applies ``max_jets_per_class`` and skips files that hold no selected class, all before any particle data is
+decompressed. The *fill* pass then reads particle columns chunk by chunk (chunks follow clusters / row
+groups) and scatters them into preallocated ``[N, P, 4]`` arrays.
+
+Padding never loops over jets or particles in Python: jagged columns are taken as flat content + offsets,
+the pT order inside each jet is checked with one vectorised comparison (and fixed by one lexsort only when a
+file is not sorted), and each column is scattered into the padded array with precomputed flat indices. The
+streaming loader (``softsym.data.streaming``) reuses the plan and the chunk reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from softsym.data.errors import DataError
+from softsym.data.jets import JetArrays
+from softsym.data.schema import (
+    DEFAULT_SCALARS,
+    JETCLASS_CLASSES,
+    P4_BRANCHES,
+    FileSchema,
+    JetSource,
+    expand_paths,
+    flat_jagged,
+    flat_scalar,
+    open_source,
+    resolve_schema,
+)
+
+__all__ = ["DEFAULT_SCALARS", "JETCLASS_CLASSES", "ReadSummary", "read_jets"]
+
+CHUNK_ENTRIES = 20_000        # particle chunk: ~100 MB of padded arrays at 128 particles
+LABEL_CHUNK_ENTRIES = 500_000  # labels are a few bytes per jet
+
+
+@dataclass(frozen=True)
+class ReadSummary:
+    """What ``read_jets`` read: per-class counts and what it dropped or skipped."""
+
+    files: tuple[str, ...]                  # files that gave jets, in reading order
+    files_skipped: tuple[str, ...]          # files with no jet of a selected class, or not needed (caps reached)
+    class_names: tuple[str, ...]
+    n_jets: int                             # jets returned
+    n_jets_per_class: dict[str, int] = field(default_factory=dict)
+    n_dropped_empty: int = 0                # selected jets without constituents, dropped
+    n_truncated: int = 0                    # jets with more than max_particles constituents (kept, truncated)
+    n_unselected: int = 0                   # jets of classes not in ``classes``, skipped
+    scalar_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One file's part in a read: its schema, chunks and which entries of each class are used."""
+
+    path: str
+    schema: FileSchema
+    num_entries: int
+    chunks: tuple[tuple[int, int], ...]
+    class_stops: tuple[int, ...]   # per class: entries at or after this index are beyond max_jets_per_class
+    n_per_class: tuple[int, ...]   # jets of each class used from this file
+
+    @property
+    def entry_stop(self) -> int:
+        """No used jet lies at or after this entry."""
+        return max(self.class_stops)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    files: tuple[FilePlan, ...]
+    files_skipped: tuple[str, ...]
+    classes: tuple[str, ...]
+    scalar_names: tuple[str, ...]
+    n_unselected: int
+
+    @property
+    def n_per_class(self) -> tuple[int, ...]:
+        return tuple(int(sum(f.n_per_class[k] for f in self.files)) for k in range(len(self.classes)))
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    classes = tuple(str(c) for c in classes)
+    if not classes:
+        raise DataError("data.classes is empty; select at least one class, e.g. [QCD, Tbqq]")
+    if len(set(classes)) != len(classes):
+        raise DataError(f"data.classes {list(classes)} names a class twice")
+    return classes
+
+
+def label_classes(columns: Mapping[str, object], labels: Mapping[str, str], classes: Sequence[str],
+                  path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Class index per entry (-1: none of ``classes``) and a bool array of rows whose labels are not one-hot.
+
+    ``labels`` maps every label class the file holds to its column, selected or not, so a row is one-hot when
+    exactly one of all of them is 1 and the others 0, whatever their dtypes (float, bool, int32).
+    """
+    n = None
+    n_ones = bad = class_index = None
+    for cls, name in labels.items():
+        values = flat_scalar(columns[name], path, name)
+        if n is None:
+            n = len(values)
+            n_ones = np.zeros(n, np.int16)
+            bad = np.zeros(n, bool)
+            class_index = np.full(n, -1, np.int16)
+        is_one = values == 1
+        bad |= ~(is_one | (values == 0))
+        n_ones += is_one
+        if cls in classes:
+            class_index[is_one] = classes.index(cls)
+    bad |= n_ones != 1
+    class_index[bad] = -1
+    return class_index, bad
+
+
+def _not_one_hot_error(path: str, labels: Mapping[str, str], n_bad: int, n_total: int, first: int) -> DataError:
+    return DataError(f"{path}: {n_bad} of {n_total} jets have labels that are not one-hot (exactly one of "
+                     f"{', '.join(labels.values())} must be 1 and the others 0); the first is entry {first}")
+
+
+def plan_files(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapping[str, str] | None = None,
+               classes: Sequence[str] = ("QCD", "Tbqq"), max_jets_per_class: int | None = None,
+               scalar_branches: Sequence[str] = DEFAULT_SCALARS, chunk_entries: int = CHUNK_ENTRIES,
+               on_labels: Callable[[int, FilePlan, np.ndarray], None] | None = None,
+               progress: bool = False) -> ReadPlan:
+    """The label pass: validate every file's schema and labels, choose the entries to use.
+
+    ``on_labels(i, plan, class_index)`` is called for each used file with its per-entry class index (-1 where
+    the entry is not used), so that callers can derive more (the streaming splits) without a second pass.
+    """
+    classes = _check_classes(classes)
+    if max_jets_per_class is not None and max_jets_per_class < 1:
+        raise DataError(f"data.max_jets_per_class must be a positive integer or null, got {max_jets_per_class}")
+    files = expand_paths(paths)
+    remaining = np.full(len(classes), np.iinfo(np.int64).max if max_jets_per_class is None else max_jets_per_class,
+                        np.int64)
+    plans: list[FilePlan] = []
+    skipped: list[str] = []
+    n_unselected = 0
+    for path in _progress(files, progress, "labels"):
+        if not remaining.any():
+            skipped.append(path)
+            continue
+        source = open_source(path, tree)
+        try:
+            schema = resolve_schema(source, branches, scalar_branches)
+            chunks = source.chunks(chunk_entries)
+            class_index = np.empty(source.num_entries, np.int16)
+            n_bad, first_bad = 0, -1
+            for start, stop in _merge_chunks(chunks, LABEL_CHUNK_ENTRIES):
+                cols = source.read(list(schema.labels.values()), start, stop)
+                class_index[start:stop], bad = label_classes(cols, schema.labels, classes, path)
+                if bad.any():
+                    first_bad = first_bad if n_bad else start + int(np.argmax(bad))
+                    n_bad += int(bad.sum())
+            if n_bad:
+                raise _not_one_hot_error(path, schema.labels, n_bad, source.num_entries, first_bad)
+        finally:
+            source.close()
+        n_unselected += int((class_index < 0).sum())
+        stops, counts = [], []
+        for k in range(len(classes)):
+            rows = np.flatnonzero(class_index == k)
+            take = int(min(len(rows), remaining[k]))
+            class_index[rows[take:]] = -1
+            stops.append(int(rows[take]) if take < len(rows) else source.num_entries)
+            counts.append(take)
+        remaining -= np.asarray(counts)
+        if not any(counts):
+            skipped.append(path)
+            continue
+        plan = FilePlan(path, schema, source.num_entries, chunks, tuple(stops), tuple(counts))
+        if on_labels is not None:
+            on_labels(len(plans), plan, class_index)
+        plans.append(plan)
+    empty = [cls for k, cls in enumerate(classes) if not any(p.n_per_class[k] for p in plans)]
+    if empty:
+        raise DataError(f"no jets of class {', '.join(empty)} (label_{empty[0]} = 1) in {len(files)} file(s) "
+                        f"({_short_list(files)}); selected classes: {list(classes)}. Check data.classes and "
+                        f"data.paths")
+    present = [set(p.schema.scalars) for p in plans]
+    scalar_names = tuple(s for s in scalar_branches if all(s in names for names in present))
+    return ReadPlan(tuple(plans), tuple(skipped), classes, scalar_names, n_unselected)
+
+
+def _short_list(items: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _merge_chunks(chunks: Sequence[tuple[int, int]], target: int) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, stop in chunks:
+        if merged and merged[-1][1] == start and stop - merged[-1][0] <= target:
+            merged[-1] = (merged[-1][0], stop)
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="file")
+
+
+@dataclass
+class Chunk:
+    """Particle columns of the used, non-empty jets of one chunk, still flat (content + offsets)."""
+
+    offsets: np.ndarray          # [n_rows + 1] into the flat columns, starting at 0
+    rows: np.ndarray             # which rows of the chunk to keep (used and non-empty), ascending
+    labels: np.ndarray           # [len(rows)] class index
+    entries: np.ndarray          # [len(rows)] entry number in the file
+    p4: list[np.ndarray]         # flat E, px, py, pz
+    scalars: list[np.ndarray]    # flat scalar columns
+    n_empty: int                 # used jets dropped for having no constituents
+
+
+def read_chunk(source: JetSource, plan: FilePlan, classes: Sequence[str], scalar_names: Sequence[str],
+               start: int, stop: int,
+               keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Chunk:
+    """Read entries [start, stop) of a planned file; ``keep(entries, class_index)`` filters rows further."""
+    schema = plan.schema
+    cols = source.read(schema.columns(scalar_names), start, stop)
+    class_index, bad = label_classes(cols, schema.labels, classes, plan.path)
+    if bad.any():
+        raise _not_one_hot_error(plan.path, schema.labels, int(bad.sum()), stop - start,
+                                 start + int(np.argmax(bad)))
+    entries = np.arange(start, stop, dtype=np.int64)
+    used = class_index >= 0
+    used &= entries < np.asarray(plan.class_stops, np.int64)[np.maximum(class_index, 0)]
+    if keep is not None:
+        used &= keep(entries, class_index)
+    offsets = None
+    flats = []
+    for canonical, name in [*zip(P4_BRANCHES, schema.p4, strict=True),
+                            *((s, schema.scalars[s]) for s in scalar_names)]:
+        these_offsets, values = flat_jagged(cols[name], plan.path, name)
+        if offsets is None:
+            offsets = these_offsets
+        elif not np.array_equal(offsets, these_offsets):
+            raise DataError(f"{plan.path}: {name} and {schema.p4[0]} have different numbers of particles in "
+                            f"some jets of entries {start}-{stop}; every part_* column must have one value per "
+                            f"particle")
+        if values.dtype.kind == "f":
+            n_bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+            if n_bad:
+                raise DataError(f"{plan.path}: {name} has {n_bad} NaN/inf values in entries {start}-{stop}; "
+                                f"expected finite numbers")
+        flats.append(values)
+    counts = np.diff(offsets)
+    empty = used & (counts == 0)
+    rows = np.flatnonzero(used & (counts > 0))
+    return Chunk(offsets, rows, class_index[rows].astype(np.int64), entries[rows], flats[:4], flats[4:],
+                 int(empty.sum()))
+
+
+def pad_chunk(chunk: Chunk, p4_out: np.ndarray, mask_out: np.ndarray, scalars_out: np.ndarray) -> int:
+    """Scatter the kept rows of ``chunk`` into ``p4_out [m, P, 4]``, ``mask_out``, ``scalars_out [m, P, S]``.
+
+    The outputs must be zero-filled; constituents end up sorted by pT, truncated to P. Returns the number of
+    jets that had more than P constituents.
+    """
+    offsets, rows = chunk.offsets, chunk.rows
+    m, n_particles = mask_out.shape
+    counts_all = np.diff(offsets)
+    if len(rows) == len(counts_all):
+        counts, row_starts, src = counts_all, offsets[:-1], None
+    else:
+        counts, row_starts = counts_all[rows], offsets[:-1][rows]
+    new_offsets = np.zeros(m + 1, np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    total = int(new_offsets[-1])
+    position = np.arange(total, dtype=np.int64)
+    if len(rows) != len(counts_all):
+        src = np.repeat(row_starts - new_offsets[:-1], counts) + position
+    px, py = chunk.p4[1], chunk.p4[2]
+    if src is not None:
+        px, py = px[src], py[src]
+    pt2 = px * px + py * py
+    descending = pt2[1:] <= pt2[:-1]
+    descending[new_offsets[1:-1] - 1] = True  # the first particle of a jet may be harder than the last of the one before
+    if not descending.all():
+        order = np.lexsort((-pt2, np.repeat(np.arange(m), counts)))
+        src = order if src is None else src[order]
+    dest = np.repeat(np.arange(m, dtype=np.int64) * n_particles - new_offsets[:-1], counts) + position
+    truncated = counts > n_particles
+    n_truncated = int(truncated.sum())
+    if n_truncated:
+        within = position < np.repeat(new_offsets[:-1] + n_particles, counts)
+        dest = dest[within]
+        src = np.flatnonzero(within) if src is None else src[within]
+    p4_flat = p4_out.reshape(m * n_particles, 4)
+    for channel, values in enumerate(chunk.p4):
+        p4_flat[dest, channel] = values if src is None else values[src]
+    if chunk.scalars:
+        scalars_flat = scalars_out.reshape(m * n_particles, -1)
+        for channel, values in enumerate(chunk.scalars):
+            scalars_flat[dest, channel] = values if src is None else values[src]
+    np.less(np.arange(n_particles), np.minimum(counts, n_particles)[:, None], out=mask_out)
+    return n_truncated
+
+
+def read_jets(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapping[str, str] | None = None,
+              classes: Sequence[str] = ("QCD", "Tbqq"), max_particles: int = 128,
+              max_jets_per_class: int | None = None, scalar_branches: Sequence[str] = DEFAULT_SCALARS,
+              progress: bool = False, chunk_entries: int = CHUNK_ENTRIES) -> tuple[JetArrays, ReadSummary]:
+    """Read every selected jet of ``paths`` (files or globs) into padded ``JetArrays``.
+
+    Class index = position in ``classes``. Jets of other classes are skipped, jets without constituents are
+    dropped (both counted in the summary); at most ``max_jets_per_class`` jets of each class are read, the
+    first ones in file order. Every bad input raises one ``DataError`` naming the file and the problem.
+    """
+    if max_particles < 1:
+        raise DataError(f"data.max_particles must be a positive integer, got {max_particles}")
+    plan = plan_files(paths, tree=tree, branches=branches, classes=classes, max_jets_per_class=max_jets_per_class,
+                      scalar_branches=scalar_branches, chunk_entries=chunk_entries, progress=progress)
+    capacity = sum(plan.n_per_class)
+    n_scalars = len(plan.scalar_names)
+    # np.zeros maps fresh pages lazily: slots left over by dropped empty jets cost no memory.
+    p4 = np.zeros((capacity, max_particles, 4), np.float32)
+    mask = np.zeros((capacity, max_particles), bool)
+    scalars = np.zeros((capacity, max_particles, n_scalars), np.float32)
+    labels = np.zeros(capacity, np.int64)
+    n_filled = n_empty = n_truncated = 0
+    for file_plan in _progress(plan.files, progress, "jets"):
+        source = open_source(file_plan.path, tree)
+        try:
+            for start, stop in file_plan.chunks:
+                if start >= file_plan.entry_stop:
+                    break
+                chunk = read_chunk(source, file_plan, plan.classes, plan.scalar_names, start,
+                                   min(stop, file_plan.entry_stop))
+                end = n_filled + len(chunk.rows)
+                n_truncated += pad_chunk(chunk, p4[n_filled:end], mask[n_filled:end], scalars[n_filled:end])
+                labels[n_filled:end] = chunk.labels
+                n_filled, n_empty = end, n_empty + chunk.n_empty
+        finally:
+            source.close()
+    if n_filled == 0:
+        raise DataError(f"no jets with constituents in {_short_list([f.path for f in plan.files])}: all "
+                        f"{n_empty} selected jets are empty")
+    arrays = JetArrays(p4[:n_filled], mask[:n_filled], labels[:n_filled], scalars[:n_filled], plan.classes,
+                       plan.scalar_names)
+    per_class = np.bincount(arrays.labels, minlength=len(plan.classes))
+    summary = ReadSummary(
+        files=tuple(f.path for f in plan.files), files_skipped=plan.files_skipped, class_names=plan.classes,
+        n_jets=n_filled, n_jets_per_class={c: int(per_class[k]) for k, c in enumerate(plan.classes)},
+        n_dropped_empty=n_empty, n_truncated=n_truncated, n_unselected=plan.n_unselected,
+        scalar_names=plan.scalar_names)
+    return arrays, summary

@@ -1,0 +1,294 @@
+"""Opening jet files of every supported form behind one small interface, and resolving branch names.
+
+Forms (DESIGN.md, issue 9): TTrees written by ROOT (``std::vector`` branches) or by uproot (counter +
+``float[]``), RNTuples, and Parquet written by awkward. Each is opened as a ``JetSource`` that knows its entry
+count, its column names, chunk boundaries that do not split a cluster / row group (so no compressed page is
+decompressed twice), and how to read a few columns over an entry range. ``resolve_schema`` maps the canonical
+JetClass names (``part_px`` ..., ``label_<class>``) to the names in one file, with the user's ``branches``
+mapping, and fails with a ``DataError`` that lists what the file holds.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from softsym.data.errors import DataError
+
+P4_BRANCHES = ("part_energy", "part_px", "part_py", "part_pz")  # the order of p4's last axis: (E, px, py, pz)
+DEFAULT_SCALARS = ("part_charge", "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton",
+                   "part_isElectron", "part_isMuon")
+JETCLASS_CLASSES = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl")
+LABEL_PREFIX = "label_"
+
+_ROOT_MAGIC = b"root"
+_PARQUET_MAGIC = b"PAR1"
+_GLOB_CHARS = set("*?[")
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Files named by ``paths`` (files or globs), in the given order, globs sorted, duplicates dropped."""
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not items:
+        raise DataError("no input files: data.paths is empty; give ROOT/Parquet files or globs")
+    out: list[str] = []
+    for item in items:
+        text = os.path.expanduser(os.fspath(item))
+        if _GLOB_CHARS & set(text):
+            matches = sorted(m for m in glob.glob(text, recursive=True) if os.path.isfile(m))
+            if not matches:
+                raise DataError(f"{text}: no file matches this glob")
+            out.extend(matches)
+        elif os.path.isdir(text):
+            raise DataError(f"{text}: is a directory; give files or a glob such as {os.path.join(text, '*.root')}")
+        elif not os.path.isfile(text):
+            raise DataError(f"{text}: file not found")
+        else:
+            out.append(text)
+    return list(dict.fromkeys(out))
+
+
+def _group_boundaries(boundaries: Sequence[int], target: int) -> tuple[tuple[int, int], ...]:
+    """Merge consecutive [b_i, b_i+1) ranges into chunks of at least ``target`` entries (the last may be less)."""
+    chunks: list[tuple[int, int]] = []
+    start = boundaries[0]
+    for stop in boundaries[1:]:
+        if stop - start >= target:
+            chunks.append((start, stop))
+            start = stop
+    if start < boundaries[-1]:
+        chunks.append((start, boundaries[-1]))
+    return tuple(chunks)
+
+
+class JetSource:
+    """One open input file: a TTree or RNTuple in a ROOT file, or a Parquet file."""
+
+    kind: str  # "ttree" | "rntuple" | "parquet"
+    description: str  # for messages: "TTree 'tree'", "RNTuple 'tree'", "Parquet file"
+    path: str
+    num_entries: int
+    names: tuple[str, ...]
+
+    def chunks(self, target_entries: int) -> tuple[tuple[int, int], ...]:
+        raise NotImplementedError
+
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+        raise NotImplementedError
+
+    def read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+        """Columns ``names`` over entries [start, stop); a broken file becomes a DataError naming it."""
+        try:
+            return self._read(list(dict.fromkeys(names)), start, stop)
+        except DataError:
+            raise
+        except Exception as err:  # uproot/pyarrow raise many types for a damaged file
+            raise DataError(
+                f"{self.path}: could not read entries {start}-{stop} of {', '.join(names)} "
+                f"({type(err).__name__}: {err}); the file is truncated or corrupt") from err
+
+    def close(self) -> None:
+        pass
+
+
+class _UprootSource(JetSource):
+    def __init__(self, path: str, file, obj, kind: str, name: str) -> None:
+        self.path, self._file, self._obj, self.kind = path, file, obj, kind
+        self.description = f"{'TTree' if kind == 'ttree' else 'RNTuple'} '{name}'"
+        self.num_entries = int(obj.num_entries)
+        self.names = tuple(obj.keys()) if kind == "ttree" else tuple(obj.field_names)
+
+    def chunks(self, target_entries: int) -> tuple[tuple[int, int], ...]:
+        if self.num_entries == 0:
+            return ()
+        if self.kind == "ttree":
+            boundaries = list(self._obj.common_entry_offsets())
+        else:
+            boundaries = [int(c.num_first_entry) for c in self._obj.cluster_summaries] + [self.num_entries]
+        if boundaries[0] != 0 or boundaries[-1] != self.num_entries:
+            boundaries = list(range(0, self.num_entries, target_entries)) + [self.num_entries]
+        return _group_boundaries(boundaries, target_entries)
+
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+        if self.kind == "ttree":
+            return self._obj.arrays(names, entry_start=start, entry_stop=stop, how=dict)
+        table = self._obj.arrays(names, entry_start=start, entry_stop=stop)
+        return {name: table[name] for name in names}
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _ParquetSource(JetSource):
+    kind = "parquet"
+    description = "Parquet file"
+
+    def __init__(self, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._file = pq.ParquetFile(path)
+        meta = self._file.metadata
+        self.num_entries = int(meta.num_rows)
+        self.names = tuple(self._file.schema_arrow.names)
+        self._group_starts = np.concatenate(
+            [[0], np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])]).astype(np.int64)
+
+    def chunks(self, target_entries: int) -> tuple[tuple[int, int], ...]:
+        if self.num_entries == 0:
+            return ()
+        return _group_boundaries([int(b) for b in self._group_starts], target_entries)
+
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+        first = int(np.searchsorted(self._group_starts, start, side="right")) - 1
+        last = int(np.searchsorted(self._group_starts, stop, side="left"))
+        table = self._file.read_row_groups(list(range(first, last)), columns=list(names))
+        offset = start - int(self._group_starts[first])
+        table = table.slice(offset, stop - start)
+        return {name: ak.from_arrow(table.column(name), highlevel=True) for name in names}
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _root_objects(file) -> dict[str, str]:
+    """Every TTree / RNTuple in an open ROOT file: name (no cycle) -> class name."""
+    return {key.split(";")[0]: cls for key, cls in file.classnames(recursive=True).items()
+            if cls == "TTree" or cls.startswith("ROOT::") and "RNTuple" in cls}
+
+
+def open_source(path: str, tree: str = "tree") -> JetSource:
+    """Open ``path`` (ROOT file with TTree/RNTuple ``tree``, or Parquet) as a ``JetSource``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be opened ({err})") from err
+    if head == _PARQUET_MAGIC:
+        try:
+            return _ParquetSource(path)
+        except Exception as err:
+            raise DataError(f"{path}: is not a readable Parquet file; it is truncated or corrupt "
+                            f"({type(err).__name__}: {err})") from err
+    if head != _ROOT_MAGIC:
+        raise DataError(f"{path}: is neither a ROOT file nor a Parquet file (it starts with {head!r}; "
+                        f"expected {_ROOT_MAGIC!r} or {_PARQUET_MAGIC!r})")
+    import uproot
+
+    try:
+        file = uproot.open(path)
+        found = _root_objects(file)
+    except Exception as err:
+        raise DataError(f"{path}: is not a readable ROOT file; it is truncated or corrupt "
+                        f"({type(err).__name__}: {err})") from err
+    if tree not in found:
+        file.close()
+        listing = ", ".join(f"{name} ({cls})" for name, cls in found.items()) or "none"
+        raise DataError(f"{path}: has no TTree or RNTuple named '{tree}'; found: {listing}. "
+                        f"Set data.tree to one of these")
+    try:
+        obj = file[tree]
+        return _UprootSource(path, file, obj, "ttree" if found[tree] == "TTree" else "rntuple", tree)
+    except Exception as err:
+        file.close()
+        raise DataError(f"{path}: the {found[tree]} '{tree}' cannot be read; the file is truncated or corrupt "
+                        f"({type(err).__name__}: {err})") from err
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    """Where the canonical columns live in one file (values are the file's own column names)."""
+
+    p4: tuple[str, str, str, str]   # the file's names for P4_BRANCHES
+    labels: dict[str, str]          # class name -> file column, for every label column the file has
+    scalars: dict[str, str]         # canonical scalar name -> file column, for those the file has
+
+    def columns(self, scalar_names: Sequence[str]) -> list[str]:
+        return [*self.p4, *self.labels.values(), *(self.scalars[s] for s in scalar_names)]
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def resolve_schema(source: JetSource, branches: Mapping[str, str] | None,
+                   scalar_branches: Sequence[str]) -> FileSchema:
+    """Resolve canonical names through ``branches`` against ``source``; a missing required column is a DataError."""
+    mapping = dict(branches or {})
+    present = set(source.names)
+    what, whats = {"rntuple": ("field", "fields"), "parquet": ("column", "columns")}.get(
+        source.kind, ("branch", "branches"))
+
+    def missing(canonical: str, name: str) -> DataError:
+        via = f" (mapped from {canonical} by data.branches)" if name != canonical else ""
+        return DataError(f"{source.path}: {source.description} has no {what} '{name}'{via}; {whats} found: "
+                         f"{_listing(source.names)}")
+
+    p4 = []
+    for canonical in P4_BRANCHES:
+        name = mapping.get(canonical, canonical)
+        if name not in present:
+            raise missing(canonical, name)
+        p4.append(name)
+    labels: dict[str, str] = {}
+    for canonical, name in mapping.items():
+        if canonical.startswith(LABEL_PREFIX):
+            if name not in present:
+                raise missing(canonical, name)
+            labels[canonical[len(LABEL_PREFIX):]] = name
+    mapped_names = set(mapping.values())
+    for name in source.names:
+        if name.startswith(LABEL_PREFIX) and name not in mapped_names:
+            labels.setdefault(name[len(LABEL_PREFIX):], name)
+    if not labels:
+        raise DataError(f"{source.path}: {source.description} has no label {whats} (label_<class>, e.g. label_QCD, "
+                        f"label_Tbqq; or map them with data.branches); {whats} found: {_listing(source.names)}")
+    scalars = {}
+    for canonical in scalar_branches:
+        name = mapping.get(canonical, canonical)
+        if name in present:
+            scalars[canonical] = name
+        elif canonical in mapping:
+            raise missing(canonical, name)
+    return FileSchema(tuple(p4), labels, scalars)
+
+
+def flat_jagged(array: ak.Array, path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (starting at 0) and flat content of a ``var * number`` column, without copying when possible."""
+    layout = ak.to_layout(array)
+    if layout.is_option:
+        if bool(np.any(ak.is_none(array, axis=0))):
+            raise DataError(f"{path}: {name} has missing (null) jets; expected a list of numbers per jet")
+        layout = ak.to_layout(ak.drop_none(array, axis=0))
+    if isinstance(layout, ak.contents.ListArray | ak.contents.RegularArray):
+        layout = layout.to_ListOffsetArray64(True)
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        raise DataError(f"{path}: {name} has type {array.type.content}; expected a list of numbers per jet "
+                        f"(std::vector<float>, float[] or var * float32)")
+    content = layout.content
+    if content.is_option:
+        if bool(np.any(ak.is_none(ak.Array(content)))):
+            raise DataError(f"{path}: {name} has missing (null) values inside jets")
+        content = ak.to_layout(ak.drop_none(ak.Array(content)))
+    if not isinstance(content, ak.contents.NumpyArray):
+        raise DataError(f"{path}: {name} has type {array.type.content}; expected a list of numbers per jet")
+    offsets = np.asarray(layout.offsets, dtype=np.int64)
+    values = np.asarray(content.data)
+    if offsets[0] != 0:
+        values = values[offsets[0]:offsets[-1]]
+        offsets = offsets - offsets[0]
+    return offsets, values
+
+
+def flat_scalar(array: ak.Array, path: str, name: str) -> np.ndarray:
+    """One number per jet as numpy (labels)."""
+    try:
+        return ak.to_numpy(array, allow_missing=False)
+    except Exception as err:
+        raise DataError(f"{path}: {name} has type {array.type.content}; expected one number per jet") from err

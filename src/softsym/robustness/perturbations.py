@@ -1,0 +1,340 @@
+"""Perturbations of test jets, one class each, in a registry: a new perturbation is one class plus one entry.
+
+Two kinds, so that a perturbation can act where it physically belongs:
+
+- ``MomentumPerturbation`` transforms the 4-vectors (``JetBatch.p4``, and the mask where particles are added
+  or lost); the model's features are then recomputed from them (``logits_from_p4``), so a physical
+  transformation reaches the model as a consistent jet. The result is again pT-sorted with the real
+  particles first and zero padding, as the data contract requires.
+- ``FeaturePerturbation`` changes the model inputs directly (Gaussian noise, FGSM, PGD); padded particles are
+  never touched. The model still receives the clean ``p4`` (only ParT-like models read it).
+
+Strength 0 is the identity by definition (``__call__`` returns its input untouched and draws no random
+numbers), so strength 0 reproduces the clean metrics exactly. Randomness comes only from the
+``torch.Generator`` handed in (drawn on the CPU, then moved), so results are reproducible and every model
+sees the same perturbed jets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from softsym.data.jets import JetBatch
+from softsym.models.base import logits_from_p4
+from softsym.physics.features import compute_features, jet_p4, pt_eta_phi
+from softsym.physics.lorentz import (
+    act,
+    axis_boost_generator,
+    axis_rotation_generator,
+    exp_generator,
+    invariant_mass,
+    jet_axis,
+    transverse_boost_generator,
+)
+from softsym.training.metrics import task_loss
+
+
+def _normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device="cpu").to(like)
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device="cpu").to(like)
+
+
+def _from_pt_eta_phi_m(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    pz = pt * torch.sinh(eta)
+    energy = torch.sqrt(mass * mass + pt * pt + pz * pz)
+    return torch.stack([energy, pt * torch.cos(phi), pt * torch.sin(phi), pz], dim=-1)
+
+
+def keep_hardest(batch: JetBatch, n_slots: int) -> JetBatch:
+    """Sort particles by pT (real first), keep the ``n_slots`` hardest and zero the padding.
+
+    This is what the data pipeline does when it pads a jet, so a perturbation that adds particles beyond the
+    free slots replaces the softest ones, exactly as truncation at ``max_particles`` would.
+    """
+    pt = torch.hypot(batch.p4[..., 1], batch.p4[..., 2])
+    key = torch.where(batch.mask, pt, torch.full_like(pt, -math.inf))
+    order = key.argsort(dim=-1, descending=True, stable=True)[:, :n_slots].unsqueeze(-1)
+    mask = batch.mask.gather(1, order[..., 0])
+    real = mask.unsqueeze(-1)
+    p4 = batch.p4.gather(1, order.expand(-1, -1, 4))
+    scalars = batch.scalars.gather(1, order.expand(-1, -1, batch.scalars.shape[-1]))
+    return JetBatch(torch.where(real, p4, 0.0), mask, batch.labels, torch.where(real, scalars, 0.0))
+
+
+def with_p4_sorted(batch: JetBatch, p4: torch.Tensor) -> JetBatch:
+    """``batch`` with new 4-vectors for the same particles, re-sorted by pT (a transformation can reorder them)."""
+    return keep_hardest(batch.with_p4(p4), batch.mask.shape[1])
+
+
+def add_particles(batch: JetBatch, p4: torch.Tensor, mask: torch.Tensor, scalars: torch.Tensor) -> JetBatch:
+    """Merge extra particles ``[B, K, ...]`` into the jets, keeping the padded size, pT order and masks."""
+    merged = JetBatch(torch.cat([batch.p4, p4], 1), torch.cat([batch.mask, mask], 1), batch.labels,
+                      torch.cat([batch.scalars, scalars], 1))
+    return keep_hardest(merged, batch.mask.shape[1])
+
+
+class Perturbation:
+    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, generator)`` are the model's logits
+    on the perturbed jets. ``strength_label`` names the strength axis of its robustness curve."""
+
+    name: ClassVar[str]
+    strength_label: ClassVar[str]
+
+    def perturbed_logits(self, model: nn.Module, batch: JetBatch, strength: float,
+                         generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MomentumPerturbation(Perturbation):
+    """Acts on the 4-vectors; subclasses implement ``transform`` for strength ≠ 0."""
+
+    def __call__(self, batch: JetBatch, strength: float, generator: torch.Generator) -> JetBatch:
+        return batch if strength == 0 else self.transform(batch, float(strength), generator)
+
+    def transform(self, batch: JetBatch, strength: float, generator: torch.Generator) -> JetBatch:
+        raise NotImplementedError
+
+    def perturbed_logits(self, model, batch, strength, generator):
+        perturbed = self(batch, strength, generator)
+        return logits_from_p4(model, perturbed.p4, perturbed.mask, perturbed.scalars)
+
+
+class FeaturePerturbation(Perturbation):
+    """Acts on the model inputs ``features [B, P, F]``; subclasses implement ``transform`` for strength ≠ 0.
+    The model and the batch (labels, mask) are handed in for the attacks, which need gradients."""
+
+    def __call__(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
+                 generator: torch.Generator) -> torch.Tensor:
+        return features if strength == 0 else self.transform(model, batch, features, float(strength), generator)
+
+    def transform(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
+                  generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def perturbed_logits(self, model, batch, strength, generator):
+        features = compute_features(batch.p4, batch.mask, batch.scalars)
+        return model(self(model, batch, features, strength, generator), batch.p4, batch.mask)
+
+
+# --- symmetry transformations (exact group elements about each jet's own axis) -----------------------------
+
+class GroupTransformation(MomentumPerturbation):
+    """exp(s·G(n)) applied to every constituent, with the generator G built from each jet's own axis n."""
+
+    generator_of: ClassVar  # unit jet axes [B, 3] -> generators [B, 4, 4]
+
+    def transform(self, batch, strength, generator):
+        n = jet_axis(batch.p4, batch.mask)
+        g = exp_generator(self.generator_of(n), n.new_full(n.shape[:-1], strength))
+        return with_p4_sorted(batch, act(g, batch.p4))
+
+
+class AxisRotation(GroupTransformation):
+    """Rotation of every constituent about the jet axis by a fixed angle: jet 4-vector (mass, pT) unchanged."""
+
+    name = "rotation"
+    strength_label = "rotation angle about the jet axis [rad]"
+    generator_of = staticmethod(axis_rotation_generator)
+
+
+class AxisBoost(GroupTransformation):
+    """Boost along the jet axis by a rapidity: the jet mass and direction are kept, its energy grows (> 0) or
+    shrinks (< 0) and the constituents get narrower or wider."""
+
+    name = "boost"
+    strength_label = "boost rapidity along the jet axis"
+    generator_of = staticmethod(axis_boost_generator)
+
+
+class TransverseBoost(GroupTransformation):
+    """Boost in the transverse plane, orthogonal to the jet's transverse direction: the jet mass is kept, its
+    azimuth and constituents' pT balance change."""
+
+    name = "transverse_boost"
+    strength_label = "transverse boost rapidity"
+    generator_of = staticmethod(transverse_boost_generator)
+
+
+# --- detector effects --------------------------------------------------------------------------------------
+
+class EnergyScale(MomentumPerturbation):
+    """Jet energy scale shift: every 4-vector scaled by (1 + s), so directions are kept and the mass scales."""
+
+    name = "energy_scale"
+    strength_label = "jet energy scale shift (fraction)"
+
+    def transform(self, batch, strength, generator):
+        return batch.with_p4(batch.p4 * (1.0 + strength))
+
+
+class EnergySmearing(MomentumPerturbation):
+    """Per-particle energy resolution: each 4-vector scaled by a log-normal factor exp(σz − σ²/2) of mean 1
+    and relative width ≈ σ (always positive, so no particle flips or vanishes)."""
+
+    name = "energy_smearing"
+    strength_label = "relative energy resolution σ"
+
+    def transform(self, batch, strength, generator):
+        z = _normal(tuple(batch.mask.shape), generator, batch.p4)
+        factor = torch.exp(strength * z - 0.5 * strength**2)
+        return with_p4_sorted(batch, batch.p4 * factor.unsqueeze(-1))
+
+
+class AngularSmearing(MomentumPerturbation):
+    """Per-particle angular resolution: η and φ each shifted by a Gaussian of width σ; pT and mass kept."""
+
+    name = "angular_smearing"
+    strength_label = "angular resolution σ(η) = σ(φ)"
+
+    def transform(self, batch, strength, generator):
+        m = batch.mask.unsqueeze(-1)
+        safe = torch.where(m, batch.p4, batch.p4.new_tensor((1.0, 1.0, 0.0, 0.0)))  # no 0/0 in padded slots
+        pt, eta, phi = pt_eta_phi(safe)
+        shift = strength * _normal((*batch.mask.shape, 2), generator, batch.p4)
+        p4 = _from_pt_eta_phi_m(pt, eta + shift[..., 0], phi + shift[..., 1], invariant_mass(safe))
+        return with_p4_sorted(batch, torch.where(m, p4, 0.0))
+
+
+class SoftContamination(MomentumPerturbation):
+    """Pileup-like contamination: n massless soft particles (pT ~ exponential of mean ``pt_mean``, uniform in a
+    disc of radius ``radius`` around the jet axis in η–φ, neutral: zero scalars). They fill free padded
+    slots; where there are none the softest particles of the jet are dropped, as padding would do."""
+
+    name = "soft_contamination"
+    strength_label = "number of soft particles added"
+
+    def __init__(self, pt_mean: float = 1.0, radius: float = 0.8) -> None:
+        self.pt_mean = pt_mean
+        self.radius = radius
+
+    def transform(self, batch, strength, generator):
+        n_soft = round(strength)
+        shape = (batch.mask.shape[0], n_soft)
+        u = _uniform((*shape, 3), generator, batch.p4)
+        pt = -self.pt_mean * torch.log1p(-u[..., 0])
+        r = self.radius * u[..., 1].sqrt()
+        angle = 2 * math.pi * u[..., 2]
+        _, jet_eta, jet_phi = pt_eta_phi(jet_p4(batch.p4, batch.mask))
+        p4 = _from_pt_eta_phi_m(pt, jet_eta[:, None] + r * torch.cos(angle), jet_phi[:, None] + r * torch.sin(angle),
+                                torch.zeros_like(pt))
+        mask = torch.ones(shape, dtype=torch.bool, device=batch.mask.device)
+        return add_particles(batch, p4, mask, batch.scalars.new_zeros((*shape, batch.scalars.shape[-1])))
+
+
+class CollinearSplitting(MomentumPerturbation):
+    """IRC check: each of the k hardest particles is split into two exactly collinear ones carrying momentum
+    fractions z and 1 − z (z uniform in [z_min, 1 − z_min]) that sum to the original 4-vector; both keep the
+    parent's scalars. An IRC-safe observable is unchanged (as long as the jet has free slots)."""
+
+    name = "collinear_split"
+    strength_label = "number of hardest particles split"
+
+    def __init__(self, z_min: float = 0.1) -> None:
+        if not 0.0 < z_min <= 0.5:
+            raise ValueError(f"collinear_split z_min must be in (0, 0.5], got {z_min}")
+        self.z_min = z_min
+
+    def transform(self, batch, strength, generator):
+        k = min(round(strength), batch.mask.shape[1])
+        z = self.z_min + (1 - 2 * self.z_min) * _uniform((batch.mask.shape[0], k, 1), generator, batch.p4)
+        parents = batch.p4[:, :k]
+        kept = z * parents
+        p4 = torch.cat([kept, batch.p4[:, k:]], 1)
+        return add_particles(batch.with_p4(p4), parents - kept, batch.mask[:, :k], batch.scalars[:, :k])
+
+
+class ConstituentLoss(MomentumPerturbation):
+    """Tracking inefficiency: each particle is lost with probability p (the leading one always survives, so a
+    jet is never empty); the survivors are compacted to the front in their pT order, the mask follows."""
+
+    name = "constituent_loss"
+    strength_label = "constituent loss probability"
+
+    def transform(self, batch, strength, generator):
+        survive = _uniform(tuple(batch.mask.shape), generator, batch.p4) >= strength
+        survive[:, 0] = True
+        lost = JetBatch(batch.p4, batch.mask & survive, batch.labels, batch.scalars)
+        return keep_hardest(lost, batch.mask.shape[1])
+
+
+# --- perturbations of the model inputs ---------------------------------------------------------------------
+
+def _real(features: torch.Tensor, batch: JetBatch) -> torch.Tensor:
+    """``features`` with the padded particles zeroed: perturbations never touch padding."""
+    return features * batch.mask.unsqueeze(-1).to(features.dtype)
+
+
+class FeatureNoise(FeaturePerturbation):
+    """Gaussian noise of width σ (feature units) on every feature of every real particle."""
+
+    name = "feature_noise"
+    strength_label = "feature noise σ"
+
+    def transform(self, model, batch, features, strength, generator):
+        return features + _real(strength * _normal(tuple(features.shape), generator, features), batch)
+
+
+def loss_gradient(model: nn.Module, batch: JetBatch, features: torch.Tensor) -> torch.Tensor:
+    """∂(task loss on the true labels)/∂features, with gradients enabled even under an outer no_grad."""
+    with torch.enable_grad():
+        x = features.detach().requires_grad_(True)
+        loss = task_loss(model(x, batch.p4, batch.mask), batch.labels)
+        return torch.autograd.grad(loss, x)[0]
+
+
+class FGSM(FeaturePerturbation):
+    """Fast gradient sign attack (Goodfellow et al. 2015): one step of size ε along sign(∇ loss), L∞ ball of
+    radius ε in feature units, real particles only."""
+
+    name = "fgsm"
+    strength_label = "adversarial ε (L∞, feature units)"
+
+    def transform(self, model, batch, features, strength, generator):
+        return features + _real(strength * loss_gradient(model, batch, features).sign(), batch)
+
+
+class PGD(FeaturePerturbation):
+    """Projected gradient descent (Madry et al. 2018): a uniform random start in the L∞ ball of radius ε, then
+    ``steps`` sign-gradient steps of size ``step_factor``·ε/steps, each projected back onto the ball; real
+    particles only."""
+
+    name = "pgd"
+    strength_label = "adversarial ε (L∞, feature units)"
+
+    def __init__(self, steps: int = 10, step_factor: float = 2.5) -> None:
+        if steps < 1:
+            raise ValueError(f"pgd steps must be >= 1, got {steps}")
+        self.steps = steps
+        self.step_factor = step_factor
+
+    def transform(self, model, batch, features, strength, generator):
+        step_size = self.step_factor * strength / self.steps
+        delta = _real(strength * (2 * _uniform(tuple(features.shape), generator, features) - 1), batch)
+        for _ in range(self.steps):
+            grad = loss_gradient(model, batch, features + delta)
+            delta = _real((delta + step_size * grad.sign()).clamp(-strength, strength), batch)
+        return features + delta
+
+
+PERTURBATIONS: dict[str, type[Perturbation]] = {
+    cls.name: cls for cls in (AxisRotation, AxisBoost, TransverseBoost, EnergyScale, EnergySmearing,
+                              AngularSmearing, SoftContamination, CollinearSplitting, ConstituentLoss,
+                              FeatureNoise, FGSM, PGD)
+}
+
+
+def build_perturbation(name: str, **options: Any) -> Perturbation:
+    """Instantiate perturbation ``name`` with its options from the config."""
+    if name not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r}; expected one of {sorted(PERTURBATIONS)}")
+    try:
+        return PERTURBATIONS[name](**options)
+    except TypeError as err:
+        raise ValueError(f"perturbation {name!r}: bad options {sorted(options)} ({err})") from None

@@ -1,0 +1,67 @@
+"""What stages share within one job: the config, the tracker, and the outputs of earlier stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from softsym.tracking import Tracker
+from softsym.training import resolve_device
+
+
+def progress_enabled(setting: Any) -> bool:
+    """``auto``: progress bars unless the CI environment variable is set."""
+    if setting == "auto":
+        return not os.environ.get("CI")
+    return bool(setting)
+
+
+@dataclass
+class StageContext:
+    cfg: DictConfig
+    tracker: Tracker
+    run_dir: Path
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> bool:
+        return progress_enabled(self.cfg.progress)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.train.device)
+
+    def training_key(self) -> str:
+        """A stable name for this training configuration: data, model, penalty, train settings, seed."""
+        keep = {k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in ("data", "model", "penalty", "train")}
+        for volatile in ("resume", "checkpoint", "device", "eval_batch_size"):
+            keep["train"].pop(volatile, None)
+        keep["seed"] = self.cfg.seed
+        digest = hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{self.cfg.model.name}-{self.cfg.penalty.name}-s{self.cfg.seed}-{digest}"
+
+    def dataset(self):
+        """The data stage's splits; loaded from the configured source if this job did not run the stage."""
+        if "dataset" not in self.outputs:
+            from softsym.stages.data import load_dataset
+
+            self.outputs["dataset"] = load_dataset(self.cfg, progress=self.progress)
+        return self.outputs["dataset"]
+
+    def trained_model(self):
+        """(model, spec) from this job's train stage, or from ``train.checkpoint``."""
+        if "model" not in self.outputs:
+            from softsym.training import load_trained_model
+
+            if not self.cfg.train.checkpoint:
+                raise ValueError("this stage needs a trained model: run the train stage in the same job "
+                                 "(stages=[data,train,...]) or set train.checkpoint=<path to model.pt>")
+            self.outputs["model"] = load_trained_model(self.cfg.train.checkpoint, self.device)
+        return self.outputs["model"]

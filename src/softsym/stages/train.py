@@ -1,0 +1,95 @@
+"""Train stage: fit the configured model with task loss + λ · penalty; test metrics; invariance violation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from softsym.data.loader import InMemoryLoader
+from softsym.physics import N_KINEMATIC
+from softsym.penalties import SYMMETRIES, build_penalty, symmetry_violation
+from softsym.training import (
+    FitConfig,
+    ModelSpec,
+    classification_metrics,
+    fit,
+    predict,
+    save_trained_model,
+)
+from softsym.training.objective import penalised_objective
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(cfg: DictConfig, n_features: int, class_names, scalar_names) -> ModelSpec:
+    sizes = cfg.model.sizes
+    if cfg.model.size not in sizes:
+        raise ValueError(f"model.size={cfg.model.size!r} is not one of {list(sizes)} for model {cfg.model.name}")
+    return ModelSpec(cfg.model.name, n_features, tuple(class_names), tuple(scalar_names),
+                     OmegaConf.to_container(sizes[cfg.model.size], resolve=True))
+
+
+def penalty_from_config(penalty_cfg: DictConfig):
+    options = {k: v for k, v in OmegaConf.to_container(penalty_cfg, resolve=True).items()
+               if k not in ("name", "symmetry", "form", "lambda")}
+    return build_penalty(penalty_cfg.name, symmetry=penalty_cfg.symmetry, form=penalty_cfg.form,
+                         weight=float(penalty_cfg["lambda"]), **options)
+
+
+def run(cfg: DictConfig, ctx) -> None:
+    dataset = ctx.dataset()
+    device = ctx.device
+    spec = model_spec(cfg, N_KINEMATIC + len(dataset.scalar_names), dataset.class_names, dataset.scalar_names)
+    torch.manual_seed(cfg.seed)
+    model = spec.build().to(device)
+    ctx.tracker.log_metrics({"model_n_params": model.n_params})
+    penalty = penalty_from_config(cfg.penalty)
+
+    t = cfg.train
+    train_loader = InMemoryLoader(dataset.train, batch_size=t.batch_size, shuffle=True, seed=cfg.seed, device=device)
+    val_loader = InMemoryLoader(dataset.val, batch_size=t.eval_batch_size, device=device)
+    checkpoint = Path(cfg.paths.checkpoints) / cfg.mlflow.experiment_name / ctx.training_key() / "last.pt"
+    if not t.resume and checkpoint.exists():
+        checkpoint.unlink()
+    fit_cfg = FitConfig(epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay, warmup_epochs=t.warmup_epochs,
+                        patience=t.patience, grad_clip=t.grad_clip, seed=cfg.seed, progress=ctx.progress)
+    result = fit(model, train_loader, val_loader, penalised_objective(penalty), fit_cfg,
+                 checkpoint_path=checkpoint, resume=t.resume,
+                 on_epoch_end=lambda epoch, m: ctx.tracker.log_metrics(m, step=epoch))
+    if result.resumed_from_epoch is not None:
+        log.info("resumed from epoch %d of %s", result.resumed_from_epoch + 1, checkpoint)
+        for epoch, metrics in enumerate(result.history[: result.resumed_from_epoch + 1]):
+            ctx.tracker.log_metrics(metrics, step=epoch)
+
+    metrics = evaluate_model(model, dataset, cfg, device)
+    metrics.update({"best_epoch": result.best_epoch, "train_seconds": result.seconds,
+                    "epochs_run": len(result.history)})
+    ctx.tracker.log_metrics(metrics)
+    log.info("test: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")})
+
+    model_path = ctx.run_dir / "model.pt"
+    save_trained_model(model_path, model, spec)
+    ctx.tracker.log_artifact(model_path, "model")
+    ctx.outputs["model"] = (model, spec)
+
+
+def evaluate_model(model, dataset, cfg: DictConfig, device) -> dict[str, float]:
+    """Test and train metrics (the train–test gap measures generalisation) and the invariance violations."""
+    eval_bs = cfg.train.eval_batch_size
+    test_loader = InMemoryLoader(dataset.test, batch_size=eval_bs, device=device)
+    labels, probs = predict(model, test_loader)
+    metrics = classification_metrics(labels, probs, dataset.class_names, prefix="test_")
+    train_labels, train_probs = predict(model, InMemoryLoader(dataset.train, batch_size=eval_bs, device=device))
+    train_metrics = classification_metrics(train_labels, train_probs, dataset.class_names, prefix="train_")
+    metrics.update(train_metrics)
+    if "test_auc" in metrics and "train_auc" in metrics:
+        metrics["gap_auc"] = metrics["train_auc"] - metrics["test_auc"]
+    for symmetry in SYMMETRIES:
+        metrics[f"symmetry_violation_{symmetry}"] = symmetry_violation(model, test_loader, symmetry)
+    metrics["symmetry_violation"] = metrics[f"symmetry_violation_{cfg.penalty.symmetry}"]
+    metrics["test_mean_score"] = float(np.mean(probs[:, 1:].sum(1)))
+    return metrics

@@ -1,0 +1,160 @@
+"""MLflow bookkeeping: one parent run per job, one nested run per stage, params, tags, artifacts.
+
+Stage metrics are logged to the stage's nested run and mirrored onto the parent run, so the parent alone
+holds every headline number (the report and the MLflow UI's compare view read parents).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Metric, RunStatus
+from mlflow.tracking import MlflowClient
+
+_ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or used; names the URI."""
+
+
+def metric_key(name: str) -> str:
+    """MLflow accepts letters, digits and ``_-./ `` in keys; anything else becomes ``_``."""
+    return "".join(c if c in _ALLOWED else "_" for c in name)
+
+
+def check_reachable(tracking_uri: str, timeout: float) -> None:
+    """Fail within ``timeout`` seconds when an http(s) tracking server does not answer.
+
+    MLflow's own client retries with back-off for minutes before giving up, so a mistyped port would
+    otherwise hang a job (and every job of a sweep) before any work starts.
+    """
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise TrackingError(
+            f"MLflow tracking server {tracking_uri} is not reachable ({exc}); start it (make mlflow-server) "
+            f"or set mlflow.tracking_uri to a reachable server or to sqlite:///<path>/mlflow.db"
+        ) from exc
+
+
+def prepare_store(tracking_uri: str, experiment_name: str) -> str:
+    """Create the store (and its schema) and the experiment once; returns the experiment id."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(experiment_name)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
+        return client.get_experiment_by_name(experiment_name).experiment_id
+
+
+class PrepareTrackingStore:
+    """Hydra callback: creates the tracking store before a multirun launches parallel jobs."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        check_reachable(config.mlflow.tracking_uri, config.mlflow.connect_timeout)
+        prepare_store(config.mlflow.tracking_uri, config.mlflow.experiment_name)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+class Tracker:
+    """Logs one job. Use ``with tracker.job(...)`` once, and ``with tracker.stage(name)`` per stage."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, *, connect_timeout: float = 5.0) -> None:
+        check_reachable(tracking_uri, connect_timeout)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = prepare_store(tracking_uri, experiment_name)
+        self.parent_id: str | None = None
+        self.stage_id: str | None = None
+
+    @contextlib.contextmanager
+    def job(self, *, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+            config_yaml: str) -> Iterator[str]:
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={**tags, "mlflow.runName": run_name})
+        self.parent_id = run.info.run_id
+        try:
+            self._log_params(self.parent_id, params)
+            self.log_text(config_yaml, "config.yaml", run_id=self.parent_id)
+            yield self.parent_id
+        except BaseException as exc:
+            self.client.set_tag(self.parent_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
+            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[str]:
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={"mlflow.parentRunId": self.parent_id, "stage": name,
+                                           "mlflow.runName": name})
+        self.stage_id = run.info.run_id
+        try:
+            yield self.stage_id
+        except BaseException as exc:
+            self.client.set_tag(self.stage_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
+            self.client.set_terminated(self.stage_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        finally:
+            if self.client.get_run(self.stage_id).info.status == "RUNNING":
+                self.client.set_terminated(self.stage_id, RunStatus.to_string(RunStatus.FINISHED))
+            self.stage_id = None
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [mlflow.entities.Param(metric_key(k), str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start:start + 100])
+
+    def _targets(self) -> list[str]:
+        return [r for r in (self.stage_id, self.parent_id) if r is not None]
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        entries = [Metric(metric_key(k), float(v), now, step or 0) for k, v in metrics.items()]
+        for run_id in self._targets():
+            for start in range(0, len(entries), 1000):
+                self.client.log_batch(run_id, metrics=entries[start:start + 1000])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for run_id in self._targets():
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, str(v))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.stage_id or self.parent_id, str(path), artifact_path)
+
+    def log_text(self, text: str, name: str, run_id: str | None = None) -> None:
+        self.client.log_text(run_id or self.stage_id or self.parent_id, text, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, name)
+            figure.savefig(path, dpi=120, bbox_inches="tight")
+            self.log_artifact(path, "plots")

@@ -1,0 +1,46 @@
+"""A trained model as one file: weights plus everything needed to rebuild it (architecture, classes, inputs)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from softsym.models import JetModel, build_model
+from softsym.training.loop import save_atomic
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    n_features: int
+    class_names: tuple[str, ...]
+    scalar_names: tuple[str, ...] = ()
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> JetModel:
+        return build_model(self.name, n_features=self.n_features, n_classes=len(self.class_names),
+                           **self.hyperparameters)
+
+
+def save_trained_model(path: Path, model: torch.nn.Module, spec: ModelSpec) -> None:
+    save_atomic({"spec": asdict(spec), "state_dict": model.state_dict()}, path)
+
+
+def load_trained_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[JetModel, ModelSpec]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"trained model {path} does not exist (train.checkpoint expects a model.pt "
+                                f"written by the train stage)")
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or "spec" not in state or "state_dict" not in state:
+        raise ValueError(f"{path} is not a softsym model file: expected keys 'spec' and 'state_dict'")
+    raw = state["spec"]
+    spec = ModelSpec(raw["name"], raw["n_features"], tuple(raw["class_names"]), tuple(raw["scalar_names"]),
+                     dict(raw["hyperparameters"]))
+    model = spec.build().to(device)
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    return model, spec

@@ -1,0 +1,92 @@
+"""Soft symmetry penalties: zero for invariant functions, JVP = finite difference, λ=0 ≡ none."""
+
+import pytest
+import torch
+from torch import nn
+
+from softsym.data.jets import JetBatch
+from softsym.models import build_model
+from softsym.physics import act, exp_generator, invariant_mass, jet_p4
+from softsym.penalties import SymmetryPenalty, build_penalty, symmetry_generators, symmetry_violation
+
+
+class JetMassTagger(nn.Module):
+    """A function of Lorentz invariants only: log of the jet mass."""
+
+    def forward(self, features, p4, mask):
+        return torch.log(invariant_mass(jet_p4(p4, mask)) + 1.0).unsqueeze(-1)
+
+
+class JetEnergyTagger(nn.Module):
+    """Not invariant: log of the jet energy (changes under boosts), but rotation-invariant about the axis."""
+
+    def forward(self, features, p4, mask):
+        return torch.log(jet_p4(p4, mask)[:, :1])
+
+
+@pytest.fixture
+def batch(toy_jets):
+    b = toy_jets.subset(slice(0, 64)).to_batch()
+    return JetBatch(b.p4.double(), b.mask, b.labels, b.scalars.double())
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "boost", "lorentz"])
+@pytest.mark.parametrize("form", ["infinitesimal", "finite"])
+def test_invariant_function_has_zero_penalty(batch, symmetry, form):
+    _, value = SymmetryPenalty(symmetry, form, weight=1.0)(JetMassTagger(), batch)
+    assert float(value) < 1e-12
+
+
+@pytest.mark.parametrize("form", ["infinitesimal", "finite"])
+def test_non_invariant_function_is_penalised(batch, form):
+    _, boost = SymmetryPenalty("boost", form, weight=1.0)(JetEnergyTagger(), batch)
+    _, rotation = SymmetryPenalty("rotation", form, weight=1.0)(JetEnergyTagger(), batch)
+    assert float(boost) > 1e-3
+    assert float(rotation) < 1e-12  # the jet energy is invariant under rotations about the jet axis
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "boost", "lorentz"])
+def test_jvp_penalty_matches_central_finite_difference(batch, symmetry):
+    torch.manual_seed(0)
+    model = build_model("pfn", n_features=8, n_classes=2).double()
+    _, jvp_value = SymmetryPenalty(symmetry, "infinitesimal")(model, batch)
+    gens, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
+    eps = 1e-7  # small enough that no ReLU kink lies inside [x - eps, x + eps]
+    total = torch.zeros(())
+
+    def f(p4):
+        from softsym.models import logits_from_p4
+
+        return logits_from_p4(model, p4, batch.mask, batch.scalars)
+
+    for a in range(gens.shape[1]):
+        plus = act(exp_generator(gens[:, a], torch.full((len(batch),), eps, dtype=torch.float64)), batch.p4)
+        minus = act(exp_generator(gens[:, a], torch.full((len(batch),), -eps, dtype=torch.float64)), batch.p4)
+        total = total + ((f(plus) - f(minus)) / (2 * eps)).pow(2).sum(-1).mean()
+    assert float(jvp_value.detach()) == pytest.approx(float(total), rel=1e-6)
+
+
+def test_penalty_gradients_reach_parameters(batch):
+    model = build_model("pfn", n_features=8, n_classes=2).double()
+    _, value = SymmetryPenalty("lorentz", "infinitesimal", weight=1.0)(model, batch)
+    value.backward()
+    first_layer = model.phi[0].weight.grad
+    assert first_layer is not None and torch.isfinite(first_layer).all() and float(first_layer.abs().sum()) > 0
+    assert model.head[-1].bias.grad is None  # a constant shift of the output never breaks a symmetry
+
+
+def test_symmetry_violation_is_batch_size_weighted(batch):
+    torch.manual_seed(0)
+    model = build_model("pfn", n_features=8, n_classes=2).double()
+    whole = symmetry_violation(model, [batch], "boost")
+    halves = [JetBatch(batch.p4[s], batch.mask[s], batch.labels[s], batch.scalars[s])
+              for s in (slice(0, 40), slice(40, None))]
+    assert symmetry_violation(model, halves, "boost") == pytest.approx(whole, rel=1e-10)
+
+
+def test_bad_penalty_options_are_named():
+    with pytest.raises(ValueError, match="penalty.form"):
+        SymmetryPenalty("lorentz", "approximate")
+    with pytest.raises(ValueError, match="unknown penalty"):
+        build_penalty("parity")
+    assert build_penalty("none") is None
