@@ -6,8 +6,8 @@ from torch import nn
 
 from softsym.data.jets import JetBatch
 from softsym.models import build_model
-from softsym.physics import act, exp_generator, invariant_mass, jet_p4
 from softsym.penalties import SymmetryPenalty, build_penalty, symmetry_generators, symmetry_violation
+from softsym.physics import act, exp_generator, invariant_mass, jet_p4
 
 
 class JetMassTagger(nn.Module):
@@ -90,3 +90,15 @@ def test_bad_penalty_options_are_named():
     with pytest.raises(ValueError, match="unknown penalty"):
         build_penalty("parity")
     assert build_penalty("none") is None
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "lorentz"])
+def test_forward_and_reverse_mode_derivatives_agree(batch, symmetry):
+    from softsym.penalties import generator_derivatives
+
+    torch.manual_seed(0)
+    model = build_model("pfn", n_features=8, n_classes=2).double()
+    gens, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
+    fwd_logits, fwd = generator_derivatives(model, batch, gens, mode="forward")
+    rev_logits, rev = generator_derivatives(model, batch, gens, mode="reverse")
+    assert torch.allclose(fwd_logits, rev_logits) and torch.allclose(fwd, rev, rtol=1e-10, atol=1e-12)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
+from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -64,7 +65,7 @@ def prepare_store(tracking_uri: str, experiment_name: str) -> str:
         return client.get_experiment_by_name(experiment_name).experiment_id
 
 
-class PrepareTrackingStore:
+class PrepareTrackingStore(Callback):
     """Hydra callback: creates the tracking store before a multirun launches parallel jobs."""
 
     def on_multirun_start(self, config, **kwargs) -> None:

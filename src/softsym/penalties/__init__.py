@@ -5,7 +5,7 @@ from softsym.penalties.symmetry import (
     SYMMETRIES,
     SymmetryPenalty,
     finite_penalty,
-    generator_jvps,
+    generator_derivatives,
     infinitesimal_penalty,
     sample_group_elements,
     symmetry_generators,
@@ -13,7 +13,7 @@ from softsym.penalties.symmetry import (
 )
 
 __all__ = [
-    "FORMS", "SYMMETRIES", "SymmetryPenalty", "finite_penalty", "generator_jvps", "infinitesimal_penalty",
+    "FORMS", "SYMMETRIES", "SymmetryPenalty", "finite_penalty", "generator_derivatives", "infinitesimal_penalty",
     "sample_group_elements", "symmetry_generators", "symmetry_violation",
 ]
 

@@ -49,15 +49,40 @@ def symmetry_generators(symmetry: str, p4: torch.Tensor, mask: torch.Tensor) -> 
     raise ValueError(f"unknown symmetry {symmetry!r}; expected one of {SYMMETRIES}")
 
 
-def generator_jvps(model: nn.Module, batch: JetBatch, generators: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``[B, O]`` and their derivatives along each generator ``[A, B, O]``.
+def _couples_jets(model: nn.Module) -> bool:
+    """Batch norm in training mode mixes jets of a batch, so d(Σ_b f_b)/dx_b is not jet b's own gradient."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
-    All A tangent directions G_a·x go through one forward-mode pass: the batch is repeated A times, which
-    works for every model (plain tensors, PyG message passing, attention) and keeps one large kernel per
-    layer instead of A small ones.
+
+def generator_derivatives(model: nn.Module, batch: JetBatch, generators: torch.Tensor,
+                          mode: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[B, O]`` and their derivatives along each generator, J_f · (G_a x), ``[A, B, O]``.
+
+    Two exact ways; ``auto`` picks the cheaper one measured in benchmarks/bench_penalty.py:
+    - ``forward`` (``torch.func.jvp``): all A tangent directions in one pass over the batch repeated A
+      times; works for every model and output size, and costs ~A forward passes;
+    - ``reverse``, for a single output: one input gradient ∇_x f per jet (create_graph) contracted with
+      every G_a x, so the cost does not grow with A; it was faster than forward mode even for A = 1.
+      Not used when batch norm in training mode couples the jets of a batch.
     """
+    if mode not in ("auto", "forward", "reverse"):
+        raise ValueError(f"mode must be auto, forward or reverse, got {mode!r}")
     n_gen = generators.shape[1]
-    tangents = torch.einsum("bajk,bpk->abpj", generators, batch.p4)  # (G_a x) per particle
+    tangents = torch.einsum("bajk,bpk->abpj", generators, batch.p4)  # G_a x for every particle
+    n_out = getattr(model, "n_outputs", None)
+    reverse_ok = n_out == 1 and not _couples_jets(model)
+    if mode == "reverse" and not reverse_ok:
+        raise ValueError("reverse mode needs a single-output model without batch norm in training mode")
+    if mode == "reverse" or (mode == "auto" and reverse_ok):
+        differentiable = torch.is_grad_enabled()  # training needs the graph; measuring does not
+        with torch.enable_grad():
+            p4 = batch.p4.detach().requires_grad_(True)
+            logits = logits_from_p4(model, p4, batch.mask, batch.scalars)
+            (grad,) = torch.autograd.grad(logits.sum(), p4, create_graph=differentiable)
+        if not differentiable:
+            logits = logits.detach()
+        return logits, torch.einsum("bpj,abpj->ab", grad, tangents).unsqueeze(-1)
+
     reps = (n_gen, 1, 1)
 
     def logits_of(p4: torch.Tensor) -> torch.Tensor:
@@ -69,9 +94,9 @@ def generator_jvps(model: nn.Module, batch: JetBatch, generators: torch.Tensor) 
 
 
 def infinitesimal_penalty(model: nn.Module, batch: JetBatch, symmetry: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, mean_b Σ_a ‖J_f · G_a x‖²); the logits come free with the JVP's primal output."""
+    """(logits, mean_b Σ_a ‖J_f · G_a x‖²); the logits come free with the derivative pass."""
     generators, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
-    logits, derivs = generator_jvps(model, batch, generators)
+    logits, derivs = generator_derivatives(model, batch, generators)
     return logits, derivs.pow(2).sum(dim=(0, 2)).mean()
 
 
@@ -109,8 +134,13 @@ class SymmetryPenalty:
     weight: float = 0.0
     max_angle: float = 3.141592653589793
     max_rapidity: float = 0.5
+    # Fraction of each batch's jets the penalty is evaluated on (a random subset): 1.0 is the exact batch
+    # mean; smaller values give an unbiased estimate of the same expectation at a fraction of the cost.
+    batch_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.batch_fraction <= 1:
+            raise ValueError(f"penalty.batch_fraction must be in (0, 1], got {self.batch_fraction}")
         if self.symmetry not in SYMMETRIES:
             raise ValueError(f"penalty symmetry {self.symmetry!r} is unknown; expected one of {SYMMETRIES}")
         if self.form not in FORMS:
@@ -121,6 +151,16 @@ class SymmetryPenalty:
     def __call__(self, model: nn.Module, batch: JetBatch,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, penalty value) for one batch."""
+        if self.batch_fraction < 1:
+            n_sub = max(1, round(self.batch_fraction * len(batch)))
+            index = torch.randperm(len(batch), generator=generator)[:n_sub].to(batch.p4.device)
+            subset = JetBatch(batch.p4[index], batch.mask[index], batch.labels[index], batch.scalars[index])
+            _, value = self._evaluate(model, subset, generator)
+            return logits_from_p4(model, batch.p4, batch.mask, batch.scalars), value
+        return self._evaluate(model, batch, generator)
+
+    def _evaluate(self, model: nn.Module, batch: JetBatch,
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.form == "infinitesimal":
             return infinitesimal_penalty(model, batch, self.symmetry)
         return finite_penalty(model, batch, self.symmetry, max_angle=self.max_angle,

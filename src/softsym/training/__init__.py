@@ -2,10 +2,17 @@
 
 from softsym.training.checkpoint import ModelSpec, load_trained_model, save_trained_model
 from softsym.training.loop import FitConfig, FitResult, evaluate_loss, fit, resolve_device, save_atomic
+from softsym.training.metrics import (
+    binary_metrics,
+    classification_metrics,
+    probabilities,
+    rejection_at,
+    task_loss,
+)
 from softsym.training.predict import predict
-from softsym.training.metrics import binary_metrics, classification_metrics, probabilities, rejection_at, task_loss
 
 __all__ = [
-    "FitConfig", "FitResult", "ModelSpec", "load_trained_model", "save_trained_model", "binary_metrics", "classification_metrics", "evaluate_loss", "fit",
-    "predict", "probabilities", "rejection_at", "resolve_device", "save_atomic", "task_loss",
+    "FitConfig", "FitResult", "ModelSpec", "binary_metrics", "classification_metrics", "evaluate_loss", "fit",
+    "load_trained_model", "predict", "probabilities", "rejection_at", "resolve_device", "save_atomic",
+    "save_trained_model", "task_loss",
 ]

@@ -1,0 +1,109 @@
+"""End to end from the command line: JetClass-schema files made with uproot, data + train stages, MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, tree: str = "tree") -> None:
+    """A JetClass-schema TTree as a new user would write it with uproot (``mktree``, jagged branches)."""
+    names = names or {}
+    n = jets.mask.sum(1)
+    def jag(x):
+        return ak.unflatten(x[jets.mask], n)
+    branches = {
+        "part_px": jag(jets.p4[..., 1]), "part_py": jag(jets.p4[..., 2]), "part_pz": jag(jets.p4[..., 3]),
+        "part_energy": jag(jets.p4[..., 0]), "part_charge": jag(jets.scalars[..., 0]),
+        "label_QCD": (jets.labels == 0).astype(np.float32), "label_Tbqq": (jets.labels == 1).astype(np.int32),
+        "jet_pt": np.hypot(jets.p4[..., 1].sum(1), jets.p4[..., 2].sum(1)).astype(np.float32),
+    }
+    branches = {names.get(k, k): v for k, v in branches.items()}
+    with uproot.recreate(path) as f:
+        f.mktree(tree, {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()})
+        f[tree].extend(branches)
+
+
+def run_softsym(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "softsym", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+           f"hydra.run.dir={tmp_path}/run", f"paths.checkpoints={tmp_path}/ckpt", "train.epochs=2", "train.batch_size=32",
+           "model.size=small", "data.max_particles=24", *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"softsym failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def jetclass_file(tmp_path_factory):
+    from softsym.data.synthetic import synthetic_jets
+
+    path = tmp_path_factory.mktemp("jc") / "jets.root"
+    write_jetclass_like(path, synthetic_jets(150, max_particles=24, seed=5))
+    return path
+
+
+def _runs(tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("softsym")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_data_and_train_with_lorentz_penalty_log_to_mlflow(tmp_path, jetclass_file):
+    run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{jetclass_file}]",
+                "model=pfn", "penalty=lorentz")
+    client, runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and {r.data.tags["stage"] for r in children} == {"data", "train"}
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["penalty"] == "lorentz" and parent.data.tags["model"] == "pfn"
+    for key in ("test_auc", "test_acc", "test_rej30", "test_rej50", "symmetry_violation", "data_n_train",
+                "data_signal_frac", "data_dropped_jets", "model_n_params"):
+        assert key in parent.data.metrics, key
+    assert len(client.get_metric_history(parent.info.run_id, "val_loss")) == 2
+    assert parent.data.params["penalty.lambda"] == "0.1"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "config.yaml" in artifacts
+    train_run = next(r for r in children if r.data.tags["stage"] == "train")
+    assert [a.path for a in client.list_artifacts(train_run.info.run_id, "model")] == ["model/model.pt"]
+
+
+def test_renamed_tree_and_branches_through_the_mapping(tmp_path):
+    from softsym.data.synthetic import synthetic_jets
+
+    names = {"part_px": "px", "part_py": "py", "part_pz": "pz", "part_energy": "e", "label_QCD": "is_qcd",
+             "label_Tbqq": "is_top"}
+    path = tmp_path / "renamed.root"
+    write_jetclass_like(path, synthetic_jets(100, max_particles=24, seed=6), names, tree="jets")
+    mapping = [f"+data.branches.{k}={v}" for k, v in names.items()]
+    run_softsym(tmp_path, "stages=[data,train]", "data=root", f"data.paths=[{path}]", "data.tree=jets",
+                *mapping, "penalty=rotation")
+    _, runs = _runs(tmp_path)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["test_auc"] > 0.5
+
+
+def test_bad_input_is_one_clear_error_and_a_failed_run(tmp_path, jetclass_file):
+    proc = run_softsym(tmp_path, "stages=[data]", "data=jetclass", f"data.paths=[{tmp_path}/nothing_*.root]",
+                       check=False)
+    assert proc.returncode == 2
+    assert "nothing_*.root" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_softsym(tmp_path, "stages=[data]", "data=root", f"data.paths=[{jetclass_file}]", "data.tree=jets",
+                       check=False)
+    assert proc.returncode == 2 and "tree" in proc.stderr and str(jetclass_file) in proc.stderr
+    _, runs = _runs(tmp_path)
+    assert runs and all(r.info.status == "FAILED" for r in runs if "mlflow.parentRunId" not in r.data.tags)
