@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
+import numpy as np
 from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
@@ -153,6 +154,13 @@ class Tracker:
 
     def log_text(self, text: str, name: str, run_id: str | None = None) -> None:
         self.client.log_text(run_id or self.stage_id or self.parent_id, text, name)
+
+    def log_arrays(self, name: str, **arrays) -> None:
+        """Arrays the report plots (scores, spectra, curves): ``curves/<name>.npz`` on the parent run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"{name}.npz")
+            np.savez_compressed(path, **arrays)
+            self.client.log_artifact(self.parent_id, path, "curves")
 
     def log_figure(self, figure, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

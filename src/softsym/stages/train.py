@@ -10,8 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from softsym.data.loader import InMemoryLoader
-from softsym.physics import N_KINEMATIC
 from softsym.penalties import SYMMETRIES, build_penalty, symmetry_violation
+from softsym.physics import N_KINEMATIC
 from softsym.training import (
     FitConfig,
     ModelSpec,
@@ -65,7 +65,8 @@ def run(cfg: DictConfig, ctx) -> None:
         for epoch, metrics in enumerate(result.history[: result.resumed_from_epoch + 1]):
             ctx.tracker.log_metrics(metrics, step=epoch)
 
-    metrics = evaluate_model(model, dataset, cfg, device)
+    metrics, (labels, probs) = evaluate_model(model, dataset, cfg, device)
+    ctx.tracker.log_arrays("test_scores", labels=labels, probs=probs)
     metrics.update({"best_epoch": result.best_epoch, "train_seconds": result.seconds,
                     "epochs_run": len(result.history)})
     ctx.tracker.log_metrics(metrics)
@@ -77,8 +78,9 @@ def run(cfg: DictConfig, ctx) -> None:
     ctx.outputs["model"] = (model, spec)
 
 
-def evaluate_model(model, dataset, cfg: DictConfig, device) -> dict[str, float]:
-    """Test and train metrics (the train–test gap measures generalisation) and the invariance violations."""
+def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
+    """Test and train metrics (the train–test gap measures generalisation), the invariance violations,
+    and the test labels and class probabilities."""
     eval_bs = cfg.train.eval_batch_size
     test_loader = InMemoryLoader(dataset.test, batch_size=eval_bs, device=device)
     labels, probs = predict(model, test_loader)
@@ -91,5 +93,4 @@ def evaluate_model(model, dataset, cfg: DictConfig, device) -> dict[str, float]:
     for symmetry in SYMMETRIES:
         metrics[f"symmetry_violation_{symmetry}"] = symmetry_violation(model, test_loader, symmetry)
     metrics["symmetry_violation"] = metrics[f"symmetry_violation_{cfg.penalty.symmetry}"]
-    metrics["test_mean_score"] = float(np.mean(probs[:, 1:].sum(1)))
-    return metrics
+    return metrics, (labels, probs)

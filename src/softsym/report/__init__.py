@@ -1,0 +1,1 @@
+"""softsym-report: MLflow runs → claims table, results table and plots."""

@@ -1,0 +1,46 @@
+"""Read a study's parent runs (and their artifacts) out of MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+
+def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
+    """One row per job (parent run): status, group tags, every metric, start/end times."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        known = [e.name for e in client.search_experiments()]
+        raise ValueError(f"MLflow experiment {experiment_name!r} not found in {client.tracking_uri}; found {known}")
+    rows = []
+    page = None
+    while True:
+        runs = client.search_runs([experiment.experiment_id], max_results=1000, page_token=page)
+        for run in runs:
+            tags = run.data.tags
+            if "mlflow.parentRunId" in tags or tags.get("stage") == "report":
+                continue
+            rows.append({
+                "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+                "model": tags.get("model", "?"), "penalty": tags.get("penalty", "?"),
+                "lambda": tags.get("lambda", "0"), "form": tags.get("form", ""), "seed": tags.get("seed", "?"),
+                "error": tags.get("error", ""), "start_time": run.info.start_time, "end_time": run.info.end_time,
+                **run.data.metrics,
+            })
+        page = runs.token
+        if not page:
+            break
+    return pd.DataFrame(rows)
+
+
+def download_npz(client: MlflowClient, run_id: str, artifact: str, dest: Path) -> dict[str, np.ndarray] | None:
+    """An ``.npz`` artifact of a run as a dict, or None if the run has none."""
+    try:
+        path = client.download_artifacts(run_id, artifact, str(dest))
+    except Exception:  # noqa: BLE001 - a missing artifact is normal for runs without that stage
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
