@@ -33,10 +33,13 @@ def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, t
         f[tree].extend(branches)
 
 
-def run_softsym(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_softsym(tmp_path: Path, *overrides: str, check: bool = True, multirun: bool = False,
+                tracking_uri: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "softsym", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-           f"hydra.run.dir={tmp_path}/run", f"paths.checkpoints={tmp_path}/ckpt", "train.epochs=2", "train.batch_size=32",
+    tracking_uri = tracking_uri or f"sqlite:///{tmp_path}/mlflow.db"
+    where = [f"hydra.sweep.dir={tmp_path}/multirun"] if multirun else [f"hydra.run.dir={tmp_path}/run"]
+    cmd = [sys.executable, "-m", "softsym", *(["-m"] if multirun else []), f"mlflow.tracking_uri={tracking_uri}",
+           *where, f"paths.checkpoints={tmp_path}/ckpt", "threads=1", "train.epochs=2", "train.batch_size=32",
            "model.size=small", "data.max_particles=24", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     if check and proc.returncode != 0:
@@ -107,3 +110,26 @@ def test_bad_input_is_one_clear_error_and_a_failed_run(tmp_path, jetclass_file):
     assert proc.returncode == 2 and "tree" in proc.stderr and str(jetclass_file) in proc.stderr
     _, runs = _runs(tmp_path)
     assert runs and all(r.info.status == "FAILED" for r in runs if "mlflow.parentRunId" not in r.data.tags)
+
+
+def test_two_parallel_joblib_jobs_write_every_run_to_a_fresh_sqlite_store(tmp_path, jetclass_file):
+    run_softsym(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "stages=[data,train]",
+                "data=jetclass", f"data.paths=[{jetclass_file}]", "train.epochs=1", multirun=True)
+    client, runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.data.tags["seed"] for r in parents) == ["0", "1"]
+    for parent in parents:
+        assert parent.info.status == "FINISHED" and "test_auc" in parent.data.metrics
+        stages = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.data.tags["stage"] for r in stages) == ["data", "train"]
+        assert all(r.info.status == "FINISHED" for r in stages)
+
+
+def test_unreachable_tracking_server_fails_within_seconds_naming_the_uri(tmp_path, jetclass_file):
+    import time
+
+    start = time.perf_counter()
+    proc = run_softsym(tmp_path, "stages=[data]", "data=jetclass", f"data.paths=[{jetclass_file}]",
+                       tracking_uri="http://127.0.0.1:1", check=False)
+    assert proc.returncode == 2 and "http://127.0.0.1:1" in proc.stderr
+    assert time.perf_counter() - start < 60  # interpreter start-up included; the check itself is 5 s at most

@@ -45,6 +45,10 @@ def run_job(cfg: DictConfig, run_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def app(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     from softsym.data.errors import DataError
     from softsym.tracking import TrackingError
 

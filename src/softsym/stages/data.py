@@ -21,7 +21,7 @@ def resolve_paths(cfg: DictConfig, progress: bool) -> list[str]:
         detector = OmegaConf.to_container(data.detector, resolve=True)
         result = generate_shards(
             out_dir=data.cache_dir, n_jets_per_class=data.n_jets_per_class, pt_min=data.pt_min,
-            pt_max=data.pt_max, eta_max=data.eta_max, seed=cfg.seed, n_workers=data.n_workers,
+            pt_max=data.pt_max, eta_max=data.eta_max, seed=data.generation_seed, n_workers=data.n_workers,
             jets_per_shard=data.jets_per_shard, detector=DetectorConfig(**detector), progress=progress,
         )
         log.info("pythia shards: %d generated, %d reused from %s", result.n_generated_shards,
