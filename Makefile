@@ -7,7 +7,7 @@ EXPERIMENT ?= paper
 JOBS ?= 2
 PORT ?= 5000
 
-.PHONY: setup test lint data reproduce sweep report ui bench bench-hessian bench-loader bench-generator bench-models clean
+.PHONY: setup test lint data reproduce sweep report ui mlflow-server bench bench-hessian bench-loader bench-generator bench-models clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,13 @@ report: setup
 ui: setup
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+# A real tracking server on 127.0.0.1 (SQLite backend, artifacts served by the server). Jobs use it with
+# mlflow.tracking_uri=http://127.0.0.1:$(PORT); softsym-report with --tracking-uri http://127.0.0.1:$(PORT).
+mlflow-server: setup
+	@echo "MLflow tracking server: http://127.0.0.1:$(PORT)"
+	$(BIN)/mlflow server --host 127.0.0.1 --port $(PORT) --workers 2 \
+	  --backend-store-uri sqlite:///$(CURDIR)/mlflow-server.db --artifacts-destination $(CURDIR)/mlartifacts
 
 bench: bench-generator bench-loader bench-models bench-hessian
 

@@ -28,7 +28,7 @@ def run_job(cfg: DictConfig, run_dir: Path) -> None:
         raise ValueError(f"stages={stages}: unknown {unknown}; expected a subset of {list(STAGE_ORDER)}")
     stages.sort(key=STAGE_ORDER.index)
     tracker = Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                      connect_timeout=cfg.mlflow.connect_timeout)
+                      connect_timeout=cfg.mlflow.connect_timeout, spool_dir=run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = {"penalty": cfg.penalty.name, "lambda": str(cfg.penalty["lambda"]), "model": cfg.model.name,
             "seed": str(cfg.seed), "data": cfg.data.source, "stages": ",".join(stages),

@@ -7,6 +7,8 @@ holds every headline number (the report and the MLflow UI's compare view read pa
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import socket
 import tempfile
@@ -22,6 +24,7 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
+log = logging.getLogger(__name__)
 _ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
 
 
@@ -85,16 +88,33 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-class Tracker:
-    """Logs one job. Use ``with tracker.job(...)`` once, and ``with tracker.stage(name)`` per stage."""
+def bound_http_retries(tracking_uri: str, *, max_retries: int = 2, timeout: float = 15.0) -> None:
+    """MLflow's HTTP client retries 7 times with exponential back-off by default (minutes per call);
+    bound that for tracking servers, unless the user set it, so our own retry-and-keep logic decides."""
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout)))
 
-    def __init__(self, tracking_uri: str, experiment_name: str, *, connect_timeout: float = 5.0) -> None:
+
+class Tracker:
+    """Logs one job. Use ``with tracker.job(...)`` once, and ``with tracker.stage(name)`` per stage.
+
+    Metrics that cannot be sent (a tracking server that dropped mid-run) never stop the job: they are
+    retried on the next call and at the end of the job, and whatever still could not be sent is written
+    to ``<spool_dir>/unsent_metrics.jsonl`` and reported.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str, *, connect_timeout: float = 5.0,
+                 spool_dir: Path | None = None) -> None:
         check_reachable(tracking_uri, connect_timeout)
+        bound_http_retries(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = prepare_store(tracking_uri, experiment_name)
         self.parent_id: str | None = None
         self.stage_id: str | None = None
+        self.spool_dir = spool_dir
+        self.unsent: list[tuple[str, Metric]] = []
 
     @contextlib.contextmanager
     def job(self, *, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
@@ -107,9 +127,11 @@ class Tracker:
             self.log_text(config_yaml, "config.yaml", run_id=self.parent_id)
             yield self.parent_id
         except BaseException as exc:
+            self.flush()
             self.client.set_tag(self.parent_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
             self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FAILED))
             raise
+        self.flush()
         self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
 
     @contextlib.contextmanager
@@ -140,9 +162,37 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
         entries = [Metric(metric_key(k), float(v), now, step or 0) for k, v in metrics.items()]
-        for run_id in self._targets():
-            for start in range(0, len(entries), 1000):
-                self.client.log_batch(run_id, metrics=entries[start:start + 1000])
+        self.unsent.extend((run_id, m) for run_id in self._targets() for m in entries)
+        self._send_pending()
+
+    def _send_pending(self) -> bool:
+        """Send every pending metric; on a failure keep the rest for the next attempt. True if all sent."""
+        by_run: dict[str, list[Metric]] = {}
+        for run_id, metric in self.unsent:
+            by_run.setdefault(run_id, []).append(metric)
+        sent: set[str] = set()
+        try:
+            for run_id, entries in by_run.items():
+                for start in range(0, len(entries), 1000):
+                    self.client.log_batch(run_id, metrics=entries[start:start + 1000])
+                sent.add(run_id)
+        except Exception as exc:  # noqa: BLE001 - any transport or server error: keep the metrics, go on
+            log.warning("could not send metrics to %s (%s); kept for a retry", self.tracking_uri, exc)
+        self.unsent = [(r, m) for r, m in self.unsent if r not in sent]
+        return not self.unsent
+
+    def flush(self) -> None:
+        """Last attempt to send pending metrics; what remains is written next to the job's outputs."""
+        if self._send_pending() or self.spool_dir is None:
+            return
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spool_dir / "unsent_metrics.jsonl"
+        with open(path, "a") as f:
+            for run_id, m in self.unsent:
+                f.write(json.dumps({"run_id": run_id, "key": m.key, "value": m.value, "timestamp": m.timestamp,
+                                    "step": m.step}) + "\n")
+        log.error("%d metric values could not be sent to %s; kept in %s", len(self.unsent), self.tracking_uri, path)
+        self.unsent = []
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for run_id in self._targets():
