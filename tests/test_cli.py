@@ -133,3 +133,25 @@ def test_unreachable_tracking_server_fails_within_seconds_naming_the_uri(tmp_pat
                        tracking_uri="http://127.0.0.1:1", check=False)
     assert proc.returncode == 2 and "http://127.0.0.1:1" in proc.stderr
     assert time.perf_counter() - start < 60  # interpreter start-up included; the check itself is 5 s at most
+
+
+def test_ddp_under_torchrun_matches_single_process(tmp_path, jetclass_file):
+    common = ["stages=[data,train]", "data=jetclass", f"data.paths=[{jetclass_file}]", "penalty=lorentz",
+              "train.epochs=2", "train.batch_size=32"]
+    run_softsym(tmp_path / "single", *common)
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29531", "-m", "softsym",
+           f"mlflow.tracking_uri=sqlite:///{tmp_path}/ddp/mlflow.db", f"hydra.run.dir={tmp_path}/ddp/run",
+           f"paths.checkpoints={tmp_path}/ddp/ckpt", "threads=1", "model.size=small", "data.max_particles=24",
+           "train.strategy=ddp", *common]
+    (tmp_path / "ddp").mkdir()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    client, runs = _runs(tmp_path / "ddp")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(parents[0].info.run_id, "val_loss")) == 2  # logged once per epoch
+    _, single_runs = _runs(tmp_path / "single")
+    single = next(r for r in single_runs if "mlflow.parentRunId" not in r.data.tags)
+    assert abs(parents[0].data.metrics["test_auc"] - single.data.metrics["test_auc"]) <= 0.01

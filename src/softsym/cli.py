@@ -20,21 +20,30 @@ log = logging.getLogger("softsym")
 def run_job(cfg: DictConfig, run_dir: Path) -> None:
     from softsym.stages import STAGE_ORDER, stage_runner
     from softsym.stages.context import StageContext
-    from softsym.tracking import Tracker, flatten
+    from softsym.tracking import NullTracker, Tracker, flatten
+    from softsym.training.distributed import init_distributed
 
     stages = list(cfg.stages)
     unknown = [s for s in stages if s not in STAGE_ORDER]
     if unknown:
         raise ValueError(f"stages={stages}: unknown {unknown}; expected a subset of {list(STAGE_ORDER)}")
     stages.sort(key=STAGE_ORDER.index)
-    tracker = Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                      connect_timeout=cfg.mlflow.connect_timeout, spool_dir=run_dir)
+    ctx = StageContext(cfg=cfg, tracker=None, run_dir=run_dir)
+    rank = 0
+    if cfg.train.strategy == "ddp":
+        rank, _ = init_distributed(ctx.device)
+        if rank != 0:  # the other ranks help train; analyses after training run once, on rank 0
+            stages = [s for s in stages if s in ("data", "train")]
+    elif cfg.train.strategy != "single":
+        raise ValueError(f"train.strategy={cfg.train.strategy!r}: expected 'single' or 'ddp'")
+    ctx.tracker = tracker = NullTracker() if rank else Tracker(
+        cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, connect_timeout=cfg.mlflow.connect_timeout,
+        spool_dir=run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = {"penalty": cfg.penalty.name, "lambda": str(cfg.penalty["lambda"]), "model": cfg.model.name,
             "seed": str(cfg.seed), "data": cfg.data.source, "stages": ",".join(stages),
             "form": cfg.penalty.form}
     run_name = f"{cfg.model.name}-{cfg.penalty.name}-l{cfg.penalty['lambda']}-s{cfg.seed}"
-    ctx = StageContext(cfg=cfg, tracker=tracker, run_dir=run_dir)
     with tracker.job(run_name=run_name, tags=tags, params=flatten(resolved), config_yaml=OmegaConf.to_yaml(resolved)):
         for name in stages:
             log.info("stage %s", name)

@@ -217,3 +217,35 @@ class Tracker:
             path = os.path.join(tmp, name)
             figure.savefig(path, dpi=120, bbox_inches="tight")
             self.log_artifact(path, "plots")
+
+
+class NullTracker:
+    """Stands in for ``Tracker`` on DDP ranks other than 0: only rank 0 logs."""
+
+    tracking_uri = None
+
+    @contextlib.contextmanager
+    def job(self, **kwargs) -> Iterator[None]:
+        yield None
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        yield None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        pass
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_text(self, text: str, name: str, run_id: str | None = None) -> None:
+        pass
+
+    def log_arrays(self, name: str, **arrays) -> None:
+        pass
+
+    def log_figure(self, figure, name: str) -> None:
+        pass

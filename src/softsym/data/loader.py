@@ -15,10 +15,16 @@ from softsym.data.jets import JetArrays, JetBatch
 
 
 class InMemoryLoader:
+    """Batches of ``batch_size`` jets; with ``world_size > 1`` (DDP) each rank gets its share of every global
+    batch (``rank::world_size``), so the ranks together see exactly the single-process batches."""
+
     def __init__(self, arrays: JetArrays, *, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"train.batch_size must be >= 1, got {batch_size}")
+        if batch_size % world_size:
+            raise ValueError(f"train.batch_size={batch_size} must be divisible by the {world_size} DDP processes")
+        self.rank, self.world_size = rank, world_size
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -44,5 +50,5 @@ class InMemoryLoader:
         else:
             order = torch.arange(self.n_jets, device=self._all.p4.device)
         for start in range(0, self.n_jets, self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start:start + self.batch_size][self.rank::self.world_size]
             yield JetBatch(self._all.p4[idx], self._all.mask[idx], self._all.labels[idx], self._all.scalars[idx])

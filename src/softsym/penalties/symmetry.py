@@ -69,7 +69,7 @@ def generator_derivatives(model: nn.Module, batch: JetBatch, generators: torch.T
         raise ValueError(f"mode must be auto, forward or reverse, got {mode!r}")
     n_gen = generators.shape[1]
     tangents = torch.einsum("bajk,bpk->abpj", generators, batch.p4)  # G_a x for every particle
-    n_out = getattr(model, "n_outputs", None)
+    n_out = getattr(getattr(model, "module", model), "n_outputs", None)  # DDP wraps the model
     reverse_ok = n_out == 1 and not _couples_jets(model)
     if mode == "reverse" and not reverse_ok:
         raise ValueError("reverse mode needs a single-output model without batch norm in training mode")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from softsym.tracking import Tracker
 from softsym.training import resolve_device
+from softsym.training.distributed import local_device
 
 
 def progress_enabled(setting: Any) -> bool:
@@ -36,7 +37,8 @@ class StageContext:
 
     @property
     def device(self) -> torch.device:
-        return resolve_device(self.cfg.train.device)
+        device = resolve_device(self.cfg.train.device)
+        return local_device(device) if self.cfg.train.strategy == "ddp" else device
 
     def training_key(self) -> str:
         """A stable name for this training configuration: data, model, penalty, train settings, seed."""

@@ -20,6 +20,7 @@ from softsym.training import (
     predict,
     save_trained_model,
 )
+from softsym.training.distributed import rank_and_world, wrap_ddp
 from softsym.training.objective import penalised_objective
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,17 @@ def run(cfg: DictConfig, ctx) -> None:
     penalty = penalty_from_config(cfg.penalty)
 
     t = cfg.train
-    train_loader = InMemoryLoader(dataset.train, batch_size=t.batch_size, shuffle=True, seed=cfg.seed, device=device)
+    rank, world = rank_and_world()
+    train_loader = InMemoryLoader(dataset.train, batch_size=t.batch_size, shuffle=True, seed=cfg.seed, device=device,
+                                  rank=rank, world_size=world)
     val_loader = InMemoryLoader(dataset.val, batch_size=t.eval_batch_size, device=device)
     checkpoint = Path(cfg.paths.checkpoints) / cfg.mlflow.experiment_name / ctx.training_key() / "last.pt"
-    if not t.resume and checkpoint.exists():
+    if not t.resume and checkpoint.exists() and rank == 0:
         checkpoint.unlink()
     fit_cfg = FitConfig(epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay, warmup_epochs=t.warmup_epochs,
                         patience=t.patience, grad_clip=t.grad_clip, seed=cfg.seed, progress=ctx.progress)
-    result = fit(model, train_loader, val_loader, penalised_objective(penalty), fit_cfg,
-                 checkpoint_path=checkpoint, resume=t.resume,
+    result = fit(wrap_ddp(model, device), train_loader, val_loader, penalised_objective(penalty), fit_cfg,
+                 checkpoint_path=checkpoint, resume=t.resume, write_checkpoints=rank == 0,
                  on_epoch_end=lambda epoch, m: ctx.tracker.log_metrics(m, step=epoch))
     if result.resumed_from_epoch is not None:
         log.info("resumed from epoch %d of %s", result.resumed_from_epoch + 1, checkpoint)
@@ -72,10 +75,11 @@ def run(cfg: DictConfig, ctx) -> None:
     ctx.tracker.log_metrics(metrics)
     log.info("test: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")})
 
-    model_path = ctx.run_dir / "model.pt"
-    save_trained_model(model_path, model, spec)
-    ctx.tracker.log_artifact(model_path, "model")
     ctx.outputs["model"] = (model, spec)
+    if rank == 0:
+        model_path = ctx.run_dir / "model.pt"
+        save_trained_model(model_path, model, spec)
+        ctx.tracker.log_artifact(model_path, "model")
 
 
 def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:

@@ -87,21 +87,32 @@ def evaluate_loss(model: nn.Module, loader: Iterable[JetBatch], loss_fn: LossFn)
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (checkpoints store it without the wrapper)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitConfig, *,
-        checkpoint_path: Path | None = None, resume: bool = False,
+        checkpoint_path: Path | None = None, resume: bool = False, write_checkpoints: bool = True,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         on_step: Callable[[int, nn.Module], None] | None = None) -> FitResult:
-    """Train ``model`` in place; at the end it holds the weights of the best validation epoch."""
+    """Train ``model`` in place; at the end it holds the weights of the best validation epoch.
+
+    Under DDP pass the wrapped model; every rank validates on the whole validation set (so all ranks take
+    the same early-stopping decision) and only the rank with ``write_checkpoints`` writes the checkpoint.
+    """
     torch.manual_seed(cfg.seed)
+    core = unwrap(model)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     result = FitResult()
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(core.state_dict())
     start_epoch, bad_epochs, step = 0, 0, 0
 
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=False)
-        model.load_state_dict(state["model"])
+        core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -144,22 +155,24 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
         result.history.append(metrics)
         if val["loss"] < result.best_val_loss:
             result.best_val_loss, result.best_epoch, bad_epochs = val["loss"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(core.state_dict())
         else:
             bad_epochs += 1
         result.stopped_early = bad_epochs >= cfg.patience
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and write_checkpoints:
             save_atomic({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                 "best_model": best_state, "history": result.history, "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "epoch": epoch, "bad_epochs": bad_epochs,
                 "step": step, "stopped_early": result.stopped_early,
             }, checkpoint_path)
+        if distributed:
+            torch.distributed.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
         if result.stopped_early:
             break
-    model.load_state_dict(best_state)
+    core.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
