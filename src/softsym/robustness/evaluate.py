@@ -42,20 +42,21 @@ class PerturbationScan:
 
 
 def scans_from_config(perturbations: Mapping[str, Mapping[str, Any]]) -> list[PerturbationScan]:
-    """Scans from the ``robustness.perturbations`` mapping (plain dicts): ``{name: {strengths: [...], **options}}``,
-    where the options are the perturbation's constructor arguments."""
+    """Scans from the ``robustness.perturbations`` mapping (plain dicts):
+    ``{name: {strengths: [...], **options}}``, the options being the perturbation's constructor arguments."""
     scans = []
     for name, entry in perturbations.items():
         options = dict(entry)
         if "strengths" not in options or len(options["strengths"]) == 0:
-            raise ValueError(f"robustness.perturbations.{name} needs a non-empty `strengths` list, got {entry}")
+            raise ValueError(f"robustness.perturbations.{name} needs a non-empty `strengths` list, "
+                             f"got {entry}")
         strengths = tuple(float(s) for s in options.pop("strengths"))
         scans.append(PerturbationScan(build_perturbation(name, **options), strengths))
     return scans
 
 
 def format_strength(strength: float) -> str:
-    """A strength as it appears in metric names: shortest float form, MLflow-safe (letters, digits, ``_-./``)."""
+    """A strength as it appears in metric names: short float form, MLflow-safe (letters, digits, ``_-./``)."""
     return re.sub(r"[^A-Za-z0-9_\-./]", "_", f"{strength:g}".replace("+", ""))
 
 
@@ -105,7 +106,8 @@ class RobustnessResult:
     curves: dict[str, RobustnessCurve]
 
     def metrics(self, prefix: str = "robust_") -> dict[str, float]:
-        """``<prefix><perturbation>_{auc,rej50,dout}_<strength>`` per point and ``<prefix><perturbation>_aurc``."""
+        """``<prefix><perturbation>_{auc,rej50,dout}_<strength>`` per point and
+        ``<prefix><perturbation>_aurc`` per perturbation."""
         out: dict[str, float] = {}
         for name, curve in self.curves.items():
             for p in curve.points:
@@ -124,10 +126,11 @@ class RobustnessResult:
         return out
 
 
-def scan_generator(seed: int, perturbation: str, strength_index: int) -> torch.Generator:
-    """The random stream of one (perturbation, strength): independent of which other scans run, so every model
-    and every run with the same seed and test batches sees the same perturbed jets."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(f"{perturbation}/{strength_index}".encode()))
+def scan_generator(seed: int, perturbation: str, strength: float) -> torch.Generator:
+    """The random stream of one (perturbation, strength): independent of the other scans and of the rest of
+    the grid, so every model and every run with the same seed and test batches sees the same perturbed jets."""
+    stream = zlib.crc32(f"{perturbation}/{format_strength(strength)}".encode())
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
 
 
 def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Sequence[PerturbationScan], *,
@@ -139,8 +142,8 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
     """
     model.eval()
     device = next(model.parameters()).device
-    generators = {(scan.name, i): scan_generator(seed, scan.name, i)
-                  for scan in scans for i in range(len(scan.strengths))}
+    generators = {(scan.name, i): scan_generator(seed, scan.name, strength)
+                  for scan in scans for i, strength in enumerate(scan.strengths)}
     clean_scores: list[torch.Tensor] = []
     truths: list[torch.Tensor] = []
     perturbed: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in generators}
@@ -165,6 +168,7 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
         for i, strength in enumerate(scan.strengths):
             scores = torch.cat(perturbed[(scan.name, i)]).double().numpy()
             m = binary_metrics(truth, scores)
-            points.append(RobustnessPoint(strength, m["auc"], m["rej50"], float(np.abs(scores - clean_all).mean())))
+            dout = float(np.abs(scores - clean_all).mean())
+            points.append(RobustnessPoint(strength, m["auc"], m["rej50"], dout))
         curves[scan.name] = RobustnessCurve(scan.name, scan.perturbation.strength_label, tuple(points))
     return RobustnessResult(clean_metrics["auc"], clean_metrics["rej50"], curves)

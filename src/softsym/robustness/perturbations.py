@@ -46,10 +46,18 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator, like: torch.Ten
     return torch.rand(shape, generator=generator, device="cpu").to(like)
 
 
-def _from_pt_eta_phi_m(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+def _from_pt_eta_phi_m(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor,
+                       mass: torch.Tensor) -> torch.Tensor:
     pz = pt * torch.sinh(eta)
     energy = torch.sqrt(mass * mass + pt * pt + pz * pz)
     return torch.stack([energy, pt * torch.cos(phi), pt * torch.sin(phi), pz], dim=-1)
+
+
+def _count(strength: float, name: str) -> int:
+    """A strength that counts particles must be a whole number."""
+    if strength != round(strength) or strength < 0:
+        raise ValueError(f"{name} strength counts particles: expected a whole number >= 0, got {strength}")
+    return round(strength)
 
 
 def keep_hardest(batch: JetBatch, n_slots: int) -> JetBatch:
@@ -69,7 +77,7 @@ def keep_hardest(batch: JetBatch, n_slots: int) -> JetBatch:
 
 
 def with_p4_sorted(batch: JetBatch, p4: torch.Tensor) -> JetBatch:
-    """``batch`` with new 4-vectors for the same particles, re-sorted by pT (a transformation can reorder them)."""
+    """``batch`` with new 4-vectors for the same particles, re-sorted by pT (a transformation may reorder)."""
     return keep_hardest(batch.with_p4(p4), batch.mask.shape[1])
 
 
@@ -81,8 +89,8 @@ def add_particles(batch: JetBatch, p4: torch.Tensor, mask: torch.Tensor, scalars
 
 
 class Perturbation:
-    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, generator)`` are the model's logits
-    on the perturbed jets. ``strength_label`` names the strength axis of its robustness curve."""
+    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, generator)`` are the model's
+    logits on the perturbed jets. ``strength_label`` names the strength axis of its robustness curve."""
 
     name: ClassVar[str]
     strength_label: ClassVar[str]
@@ -112,7 +120,9 @@ class FeaturePerturbation(Perturbation):
 
     def __call__(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
                  generator: torch.Generator) -> torch.Tensor:
-        return features if strength == 0 else self.transform(model, batch, features, float(strength), generator)
+        if strength == 0:
+            return features
+        return self.transform(model, batch, features, float(strength), generator)
 
     def transform(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
                   generator: torch.Generator) -> torch.Tensor:
@@ -137,7 +147,8 @@ class GroupTransformation(MomentumPerturbation):
 
 
 class AxisRotation(GroupTransformation):
-    """Rotation of every constituent about the jet axis by a fixed angle: jet 4-vector (mass, pT) unchanged."""
+    """Rotation of every constituent about the jet axis by a fixed angle: the jet 4-vector (mass, pT) is
+    unchanged; for a collimated jet it turns the constituents about the jet centre in the η–φ plane."""
 
     name = "rotation"
     strength_label = "rotation angle about the jet axis [rad]"
@@ -165,13 +176,15 @@ class TransverseBoost(GroupTransformation):
 # --- detector effects --------------------------------------------------------------------------------------
 
 class EnergyScale(MomentumPerturbation):
-    """Jet energy scale shift: every 4-vector scaled by (1 + s), so directions are kept and the mass scales."""
+    """Jet energy scale shift: every 4-vector scaled by (1 + s); directions are kept, the mass scales."""
 
     name = "energy_scale"
     strength_label = "jet energy scale shift (fraction)"
 
     def transform(self, batch, strength, generator):
-        return batch.with_p4(batch.p4 * (1.0 + strength))
+        if strength <= -1:
+            raise ValueError(f"energy_scale shift must be > -1 (a positive scale factor), got {strength}")
+        return batch.with_p4(batch.p4 * (1.0 + strength))  # a common positive factor keeps the pT order
 
 
 class EnergySmearing(MomentumPerturbation):
@@ -203,9 +216,9 @@ class AngularSmearing(MomentumPerturbation):
 
 
 class SoftContamination(MomentumPerturbation):
-    """Pileup-like contamination: n massless soft particles (pT ~ exponential of mean ``pt_mean``, uniform in a
-    disc of radius ``radius`` around the jet axis in η–φ, neutral: zero scalars). They fill free padded
-    slots; where there are none the softest particles of the jet are dropped, as padding would do."""
+    """Pileup-like contamination: n massless soft particles (pT ~ exponential of mean ``pt_mean`` GeV,
+    uniform in a disc of radius ``radius`` around the jet axis in η–φ, neutral: zero scalars). They fill free
+    padded slots; where there are none the softest particles of the jet are dropped, as padding would do."""
 
     name = "soft_contamination"
     strength_label = "number of soft particles added"
@@ -215,15 +228,16 @@ class SoftContamination(MomentumPerturbation):
         self.radius = radius
 
     def transform(self, batch, strength, generator):
-        n_soft = round(strength)
+        n_soft = _count(strength, self.name)
         shape = (batch.mask.shape[0], n_soft)
         u = _uniform((*shape, 3), generator, batch.p4)
-        pt = -self.pt_mean * torch.log1p(-u[..., 0])
+        pt = (-self.pt_mean * torch.log1p(-u[..., 0])).clamp_min(1e-3 * self.pt_mean)  # never exactly 0
         r = self.radius * u[..., 1].sqrt()
         angle = 2 * math.pi * u[..., 2]
         _, jet_eta, jet_phi = pt_eta_phi(jet_p4(batch.p4, batch.mask))
-        p4 = _from_pt_eta_phi_m(pt, jet_eta[:, None] + r * torch.cos(angle), jet_phi[:, None] + r * torch.sin(angle),
-                                torch.zeros_like(pt))
+        eta = jet_eta[:, None] + r * torch.cos(angle)
+        phi = jet_phi[:, None] + r * torch.sin(angle)
+        p4 = _from_pt_eta_phi_m(pt, eta, phi, torch.zeros_like(pt))
         mask = torch.ones(shape, dtype=torch.bool, device=batch.mask.device)
         return add_particles(batch, p4, mask, batch.scalars.new_zeros((*shape, batch.scalars.shape[-1])))
 
@@ -242,7 +256,7 @@ class CollinearSplitting(MomentumPerturbation):
         self.z_min = z_min
 
     def transform(self, batch, strength, generator):
-        k = min(round(strength), batch.mask.shape[1])
+        k = min(_count(strength, self.name), batch.mask.shape[1])
         z = self.z_min + (1 - 2 * self.z_min) * _uniform((batch.mask.shape[0], k, 1), generator, batch.p4)
         parents = batch.p4[:, :k]
         kept = z * parents
