@@ -23,16 +23,21 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 
-# Generate (or reuse) the experiment's jets once, before parallel jobs start.
+# Generate (or reuse) the experiment's jets once, before parallel jobs start (logged to <experiment>-data).
 data: setup
-	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data]
+	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data] mlflow.experiment_name=$(EXPERIMENT)-data
 
-reproduce: data
-	$(BIN)/softsym -m experiment=$(EXPERIMENT)
-	$(BIN)/softsym-report --experiment $(EXPERIMENT)
+# The study: data -> every (model, λ, seed) job, $(JOBS) at a time -> report. Wall time is printed at the end.
+reproduce: setup
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory data EXPERIMENT=$(EXPERIMENT) && \
+	$(BIN)/softsym -m experiment=$(EXPERIMENT) hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1 && \
+	$(BIN)/softsym-report --experiment $(EXPERIMENT) && \
+	echo "make reproduce EXPERIMENT=$(EXPERIMENT): $$(( $$(date +%s) - start )) s wall time"
 
 sweep: setup
-	$(BIN)/softsym -m experiment=$(EXPERIMENT) hparams_search=lambda_sweep
+	$(BIN)/softsym -m experiment=$(EXPERIMENT) hparams_search=lambda_sweep hydra/launcher=local_parallel \
+	  hydra.launcher.n_jobs=$(JOBS) threads=1
 
 report: setup
 	$(BIN)/softsym-report --experiment $(EXPERIMENT)

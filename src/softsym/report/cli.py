@@ -63,6 +63,8 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path) -> Path:
     runs = parent_runs(client, experiment)
     if runs.empty:
         raise ValueError(f"MLflow experiment {experiment!r} has no runs yet")
+    # A re-run of the same job (model, penalty, λ, form, seed) supersedes the earlier one, finished or not.
+    runs = runs.sort_values("start_time").drop_duplicates(["model", "penalty", "lambda", "form", "seed"], keep="last")
     finished = with_group_columns(runs[runs["status"] == "FINISHED"])
     failed = runs[runs["status"] != "FINISHED"]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,49 @@
+"""Distill stage: a small student learns from the trained teacher's logits; fidelity, speed, robustness."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from softsym.analysis import geometric_complexity
+from softsym.data.loader import InMemoryLoader
+from softsym.distill import KDConfig, build_student, distill, plot_fidelity_curves
+from softsym.physics import N_KINEMATIC
+from softsym.stages.robustness import scans
+from softsym.stages.train import penalty_from_config
+from softsym.training import FitConfig
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, ctx) -> None:
+    teacher, _ = ctx.trained_model()
+    dataset = ctx.dataset()
+    d = cfg.distill
+    device = ctx.device
+    student_sizes = OmegaConf.to_container(d.student.sizes[d.student.name], resolve=True)
+    student = build_student(d.student.name, n_features=N_KINEMATIC + len(dataset.scalar_names),
+                            n_classes=len(dataset.class_names), seed=d.seed, **student_sizes).to(device)
+    ctx.tracker.log_metrics({"student_n_params": student.n_params})
+    train_loader = InMemoryLoader(dataset.train, batch_size=d.batch_size, shuffle=True, seed=d.seed, device=device)
+    val_loader = InMemoryLoader(dataset.val, batch_size=cfg.train.eval_batch_size, device=device)
+    test_loader = InMemoryLoader(dataset.test, batch_size=cfg.train.eval_batch_size, device=device)
+    result = distill(
+        teacher, student, train_loader, val_loader, test_loader,
+        kd=KDConfig(d.temperature, d.alpha, d.eval_every),
+        fit_config=FitConfig(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, patience=d.patience,
+                             grad_clip=d.grad_clip, seed=d.seed, progress=ctx.progress),
+        penalty=penalty_from_config(d.penalty) if d.penalty else None,
+        robustness_scans=[s for s in scans(cfg) if s.name in set(d.robustness)],
+        robustness_seed=cfg.robustness.seed,
+        complexity_fn=geometric_complexity,
+    )
+    ctx.tracker.log_metrics(result.metrics())
+    steps, agreement = np.array(result.curve, dtype=float).T
+    ctx.tracker.log_arrays("distill_curve", steps=steps, agreement=agreement)
+    path = plot_fidelity_curves({f"{cfg.model.name} {cfg.penalty.name} λ={cfg.penalty['lambda']}": result.curve},
+                                ctx.run_dir / "distill" / "fidelity.png")
+    ctx.tracker.log_artifact(path, "plots")
+    log.info("student: %s", {k: round(v, 4) for k, v in result.metrics().items() if not k.startswith("student_r")})

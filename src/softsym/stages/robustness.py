@@ -1,0 +1,33 @@
+"""Robustness stage: AUC, rejection and output shift of the trained model under physics and adversarial
+perturbations, as curves over each perturbation's strength grid."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from omegaconf import DictConfig, OmegaConf
+
+from softsym.data.loader import InMemoryLoader
+from softsym.robustness import evaluate_robustness, plot_robustness_curves, scans_from_config
+
+log = logging.getLogger(__name__)
+
+
+def scans(cfg: DictConfig):
+    return scans_from_config(OmegaConf.to_container(cfg.robustness.perturbations, resolve=True))
+
+
+def run(cfg: DictConfig, ctx) -> None:
+    model, _ = ctx.trained_model()
+    dataset = ctx.dataset()
+    test_loader = InMemoryLoader(dataset.test, batch_size=cfg.robustness.batch_size, device=ctx.device)
+    result = evaluate_robustness(model, test_loader, scans(cfg), seed=cfg.robustness.seed)
+    ctx.tracker.log_metrics(result.metrics())
+    out_dir = ctx.run_dir / "robustness"
+    for path in plot_robustness_curves(result, out_dir).values():
+        ctx.tracker.log_artifact(path, "plots")
+    summary = out_dir / "robustness.json"
+    summary.write_text(json.dumps(result.to_dict(), indent=1))
+    ctx.tracker.log_artifact(summary)
+    log.info("robustness (AURC): %s", {k: round(c.aurc, 4) for k, c in result.curves.items()})
