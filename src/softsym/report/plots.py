@@ -72,18 +72,23 @@ def plot_metric_curves(runs: pd.DataFrame, points: list[tuple[float, str]], *, x
     return _save(fig, path)
 
 
-def plot_roc(runs: pd.DataFrame, scores: Mapping[str, dict[str, np.ndarray]], path: Path) -> Path:
-    """Background rejection 1/ε_B against ε_S, seeds pooled per group (binary: signal = class 1)."""
-    fig, ax = plt.subplots(figsize=(8, 6))
+def groups_with_arrays(runs: pd.DataFrame, arrays: Mapping[str, dict[str, np.ndarray]]):
+    """(label, [arrays of each seed's run]) for every group that has any."""
     for key, group in runs.groupby(["model", "penalty", "lambda"]):
-        arrays = [scores[r] for r in group["run_id"] if r in scores]
-        if not arrays:
-            continue
+        found = [arrays[r] for r in group["run_id"] if r in arrays]
+        if found:
+            yield group_label(key), found
+
+
+def plot_roc(runs: pd.DataFrame, scores: Mapping[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Background rejection 1/ε_B against ε_S, seeds pooled per group (signal = any class but QCD)."""
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for label, arrays in groups_with_arrays(runs, scores):
         labels = np.concatenate([a["labels"] for a in arrays]) != 0
         signal = np.concatenate([1 - a["probs"][:, 0] for a in arrays])
         fpr, tpr, _ = roc_curve(labels, signal)
         keep = fpr > 0
-        ax.plot(tpr[keep], 1 / fpr[keep], label=group_label(key))
+        ax.plot(tpr[keep], 1 / fpr[keep], label=label)
     ax.set_yscale("log")
     ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
     ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
@@ -94,13 +99,9 @@ def plot_roc(runs: pd.DataFrame, scores: Mapping[str, dict[str, np.ndarray]], pa
 def plot_spectra(runs: pd.DataFrame, spectra: Mapping[str, dict[str, np.ndarray]], path: Path) -> Path:
     """Hessian eigenvalue density (symmetric-log x axis), seeds pooled per group."""
     fig, ax = plt.subplots(figsize=(8, 6))
-    for key, group in runs.groupby(["model", "penalty", "lambda"]):
-        arrays = [spectra[r] for r in group["run_id"] if r in spectra]
-        if not arrays:
-            continue
-        grid = arrays[0]["grid"]
+    for label, arrays in groups_with_arrays(runs, spectra):
         density = np.mean([a["density"] for a in arrays], axis=0)
-        ax.plot(grid, density, label=group_label(key))
+        ax.plot(arrays[0]["grid"], density, label=label)
     ax.set_xscale("symlog", linthresh=1e-3)
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue λ")
@@ -112,14 +113,11 @@ def plot_spectra(runs: pd.DataFrame, spectra: Mapping[str, dict[str, np.ndarray]
 def plot_learning_curves(runs: pd.DataFrame, curves: Mapping[str, dict[str, np.ndarray]], path: Path) -> Path:
     """Student fidelity (agreement with the teacher) against training steps, mean over seeds per group."""
     fig, ax = plt.subplots(figsize=(8, 6))
-    for key, group in runs.groupby(["model", "penalty", "lambda"]):
-        arrays = [curves[r] for r in group["run_id"] if r in curves]
-        if not arrays:
-            continue
+    for label, arrays in groups_with_arrays(runs, curves):
         n = min(len(a["steps"]) for a in arrays)
         values = np.array([a["agreement"][:n] for a in arrays])
         steps = arrays[0]["steps"][:n]
-        ax.plot(steps, values.mean(0), label=group_label(key))
+        ax.plot(steps, values.mean(0), label=label)
         ax.fill_between(steps, values.mean(0) - values.std(0), values.mean(0) + values.std(0), alpha=0.2)
     ax.set_xlabel("student training step")
     ax.set_ylabel("agreement with teacher")
