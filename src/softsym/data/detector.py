@@ -87,11 +87,14 @@ class DetectorConfig:
             if f.name == "enabled":
                 if not isinstance(value, bool):
                     raise DataError(f"detector.enabled must be true or false, got {value!r}")
-            elif f.name == "cell_size":
-                if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
-                    raise DataError(f"detector.cell_size must be null (off) or in (0, 1], got {value!r}")
-            elif not (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf):
+                continue
+            if value is None and f.name == "cell_size":
+                continue
+            if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf):
                 raise DataError(f"detector.{f.name} must be a finite number >= 0, got {value!r}")
+            if f.name == "cell_size" and not 0 < value <= 1:
+                raise DataError(f"detector.cell_size must be null (off) or in (0, 1], got {value!r}")
+            object.__setattr__(self, f.name, float(value))  # 0 and 0.0 are the same configuration
 
 
 def apply_detector(particles: Particles, config: DetectorConfig, rng: np.random.Generator) -> Particles:

@@ -27,8 +27,22 @@ class Substructure:
     tau: np.ndarray     # [n_jets, n_tau] N-subjettiness tau_1 .. tau_{n_tau}
 
 
+def jagged_p4(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray, counts: np.ndarray) -> ak.Array:
+    """Flat particle momenta, grouped by ``counts``, as the ``[group][particle]{px, py, pz, E}`` array that
+    FastJet's awkward interface clusters group by group (built from the buffers, without copies)."""
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    columns = [ak.contents.NumpyArray(np.ascontiguousarray(x, dtype=np.float64)) for x in (px, py, pz, energy)]
+    record = ak.contents.RecordArray(columns, ["px", "py", "pz", "E"], length=int(offsets[-1]))
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
+
+
 def jet_substructure(
-    constituents: ak.Array,
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    energy: np.ndarray,
+    counts: np.ndarray,
     *,
     sd_beta: float = 0.0,
     sd_z_cut: float = 0.1,
@@ -38,23 +52,21 @@ def jet_substructure(
 ) -> Substructure:
     """Soft-drop mass and N-subjettiness tau_1..tau_n for a batch of jets.
 
-    ``constituents`` is a jagged array ``[jet][particle]`` with fields ``px, py, pz, E`` (GeV); every jet
-    needs at least one constituent. Soft drop (beta, z_cut, R0) follows Larkoski et al. with the scalar
-    pT-fraction symmetry measure; N-subjettiness uses the normalised measure (beta, R0) with exclusive-kt
-    axes, as in Thaler and Van Tilburg. A jet with fewer than N constituents has tau_N = 0.
+    The constituents' momenta (GeV) are flat arrays, jet after jet, ``counts[j]`` of them for jet j (>= 1
+    each). Soft drop (beta, z_cut, R0) follows Larkoski et al. with the scalar pT-fraction symmetry measure
+    and C/A declustering along the harder branch; N-subjettiness uses the normalised measure (beta, R0) with
+    exclusive-kt axes, as in Thaler and Van Tilburg. A jet with at most N constituents has tau_N = 0.
     """
-    n_jets = len(constituents)
-    if n_jets == 0:
-        return Substructure(np.zeros(0), np.zeros((0, n_tau)))
+    counts = np.asarray(counts, dtype=np.int64)
+    n_jets = len(counts)
     if n_tau < 1:
         raise ValueError(f"n_tau must be >= 1, got {n_tau}")
-    counts = ak.to_numpy(ak.num(constituents, axis=1))
-    if np.any(counts == 0):
-        raise ValueError(f"{int(np.sum(counts == 0))} jets have no constituents; substructure needs >= 1")
-    # FastJet's awkward interface wants plain records: drop any vector behaviour the caller attached.
-    plain = ak.zip({f: ak.values_astype(constituents[f], np.float64) for f in ("px", "py", "pz", "E")},
-                   with_name=None, behavior={})
-    sequence = fastjet.ClusterSequence(plain, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R))
+    if n_jets == 0:
+        return Substructure(np.zeros(0), np.zeros((0, n_tau)))
+    if np.any(counts < 1):
+        raise ValueError(f"{int(np.sum(counts < 1))} jets have no constituents; substructure needs >= 1")
+    jets = jagged_p4(px, py, pz, energy, counts)
+    sequence = fastjet.ClusterSequence(jets, fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R))
     groomed = sequence.exclusive_jets_softdrop_grooming(
         njets=1, beta=sd_beta, symmetry_cut=sd_z_cut, symmetry_measure="scalar_z", R0=r0,
         recursion_choice="larger_pt",

@@ -16,13 +16,13 @@ def resolve_paths(cfg: DictConfig, progress: bool) -> list[str]:
     """Files to read: the configured ``data.paths``, or the generated shards for ``data=pythia``."""
     data = cfg.data
     if data.source == "pythia":
-        from softsym.data.generator import DetectorConfig, generate_shards
+        from softsym.data.generator import generate_shards
 
         detector = OmegaConf.to_container(data.detector, resolve=True)
         result = generate_shards(
             out_dir=data.cache_dir, n_jets_per_class=data.n_jets_per_class, pt_min=data.pt_min,
             pt_max=data.pt_max, eta_max=data.eta_max, seed=data.generation_seed, n_workers=data.n_workers,
-            jets_per_shard=data.jets_per_shard, detector=DetectorConfig(**detector), progress=progress,
+            jets_per_shard=data.jets_per_shard, detector=detector, progress=progress,
         )
         log.info("pythia shards: %d generated, %d reused from %s", result.n_generated_shards,
                  result.n_reused_shards, data.cache_dir)
