@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from softsym.data.jets import JetArrays
+from softsym.data.loader import InMemoryLoader
 from softsym.data.reader import ReadSummary, read_jets
 from softsym.data.splits import split_indices
 
@@ -26,6 +27,19 @@ class DatasetSplits:
     @property
     def scalar_names(self) -> tuple[str, ...]:
         return self.train.scalar_names
+
+    def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
+               rank: int = 0, world_size: int = 1) -> InMemoryLoader:
+        """Batches of one split (``train``, ``val``, ``test``); the streaming dataset offers the same call."""
+        return InMemoryLoader(self.arrays(split), batch_size=batch_size, shuffle=shuffle, seed=seed, device=device,
+                              rank=rank, world_size=world_size)
+
+    def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
+        """One split in memory (its first ``max_jets`` jets if given)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; expected train, val or test")
+        arrays = getattr(self, split)
+        return arrays if max_jets is None or max_jets >= len(arrays) else arrays.subset(slice(0, max_jets))
 
     def metrics(self) -> dict[str, float]:
         """The data metrics of DESIGN.md, plus the signal fraction of each split."""

@@ -8,7 +8,6 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from softsym.analysis import geometric_complexity
-from softsym.data.loader import InMemoryLoader
 from softsym.distill import KDConfig, build_student, distill, plot_fidelity_curves
 from softsym.physics import N_KINEMATIC
 from softsym.stages.robustness import scans
@@ -27,9 +26,9 @@ def run(cfg: DictConfig, ctx) -> None:
     student = build_student(d.student.name, n_features=N_KINEMATIC + len(dataset.scalar_names),
                             n_classes=len(dataset.class_names), seed=d.seed, **student_sizes).to(device)
     ctx.tracker.log_metrics({"student_n_params": student.n_params})
-    train_loader = InMemoryLoader(dataset.train, batch_size=d.batch_size, shuffle=True, seed=d.seed, device=device)
-    val_loader = InMemoryLoader(dataset.val, batch_size=cfg.train.eval_batch_size, device=device)
-    test_loader = InMemoryLoader(dataset.test, batch_size=cfg.train.eval_batch_size, device=device)
+    train_loader = dataset.loader("train", batch_size=d.batch_size, shuffle=True, seed=d.seed, device=device)
+    val_loader = dataset.loader("val", batch_size=cfg.train.eval_batch_size, device=device)
+    test_loader = dataset.loader("test", batch_size=cfg.train.eval_batch_size, device=device)
     result = distill(
         teacher, student, train_loader, val_loader, test_loader,
         kd=KDConfig(d.temperature, d.alpha, d.eval_every),

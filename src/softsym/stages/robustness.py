@@ -8,7 +8,6 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from softsym.data.loader import InMemoryLoader
 from softsym.robustness import evaluate_robustness, plot_robustness_curves, scans_from_config
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ def scans(cfg: DictConfig):
 def run(cfg: DictConfig, ctx) -> None:
     model, _ = ctx.trained_model()
     dataset = ctx.dataset()
-    test_loader = InMemoryLoader(dataset.test, batch_size=cfg.robustness.batch_size, device=ctx.device)
+    test_loader = dataset.loader("test", batch_size=cfg.robustness.batch_size, device=ctx.device)
     result = evaluate_robustness(model, test_loader, scans(cfg), seed=cfg.robustness.seed)
     ctx.tracker.log_metrics(result.metrics())
     out_dir = ctx.run_dir / "robustness"

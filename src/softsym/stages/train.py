@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from softsym.data.loader import InMemoryLoader
 from softsym.penalties import SYMMETRIES, build_penalty, symmetry_violation
 from softsym.physics import N_KINEMATIC
 from softsym.training import (
@@ -52,9 +51,9 @@ def run(cfg: DictConfig, ctx) -> None:
 
     t = cfg.train
     rank, world = rank_and_world()
-    train_loader = InMemoryLoader(dataset.train, batch_size=t.batch_size, shuffle=True, seed=cfg.seed, device=device,
+    train_loader = dataset.loader("train", batch_size=t.batch_size, shuffle=True, seed=cfg.seed, device=device,
                                   rank=rank, world_size=world)
-    val_loader = InMemoryLoader(dataset.val, batch_size=t.eval_batch_size, device=device)
+    val_loader = dataset.loader("val", batch_size=t.eval_batch_size, device=device)
     checkpoint = Path(cfg.paths.checkpoints) / cfg.mlflow.experiment_name / ctx.training_key() / "last.pt"
     if not t.resume and checkpoint.exists() and rank == 0:
         checkpoint.unlink()
@@ -86,10 +85,10 @@ def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, f
     """Test and train metrics (the train–test gap measures generalisation), the invariance violations,
     and the test labels and class probabilities."""
     eval_bs = cfg.train.eval_batch_size
-    test_loader = InMemoryLoader(dataset.test, batch_size=eval_bs, device=device)
+    test_loader = dataset.loader("test", batch_size=eval_bs, device=device)
     labels, probs = predict(model, test_loader)
     metrics = classification_metrics(labels, probs, dataset.class_names, prefix="test_")
-    train_labels, train_probs = predict(model, InMemoryLoader(dataset.train, batch_size=eval_bs, device=device))
+    train_labels, train_probs = predict(model, dataset.loader("train", batch_size=eval_bs, device=device))
     train_metrics = classification_metrics(train_labels, train_probs, dataset.class_names, prefix="train_")
     metrics.update(train_metrics)
     if "test_auc" in metrics and "train_auc" in metrics:
