@@ -102,3 +102,17 @@ def test_forward_and_reverse_mode_derivatives_agree(batch, symmetry):
     fwd_logits, fwd = generator_derivatives(model, batch, gens, mode="forward")
     rev_logits, rev = generator_derivatives(model, batch, gens, mode="reverse")
     assert torch.allclose(fwd_logits, rev_logits) and torch.allclose(fwd, rev, rtol=1e-10, atol=1e-12)
+
+
+def test_finite_penalty_uses_the_same_dropout_masks_for_both_jets(batch):
+    class Invariant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, features, p4, mask):
+            return self.drop(torch.log(invariant_mass(jet_p4(p4, mask)) + 1.0).unsqueeze(-1).expand(-1, 8))
+
+    model = Invariant().train()
+    _, value = SymmetryPenalty("lorentz", "finite", weight=1.0)(model, batch)
+    assert float(value) < 1e-12

@@ -112,12 +112,21 @@ def sample_group_elements(symmetry: str, p4: torch.Tensor, mask: torch.Tensor, *
 
 def finite_penalty(model: nn.Module, batch: JetBatch, symmetry: str, *, max_angle: float, max_rapidity: float,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, mean_b ‖f(g·x) − f(x)‖²) with one sampled g per jet; one forward over [x; g·x]."""
+    """(logits, mean_b ‖f(g·x) − f(x)‖²) with one sampled g per jet.
+
+    f(x) and f(g·x) are evaluated from the same random-number state, so a model with dropout applies the
+    same dropout masks to both and the penalty measures the transformation alone.
+    """
     g = sample_group_elements(symmetry, batch.p4, batch.mask, max_angle=max_angle, max_rapidity=max_rapidity,
                               generator=generator)
-    both = logits_from_p4(model, torch.cat([batch.p4, act(g, batch.p4)]), batch.mask.repeat(2, 1),
-                          batch.scalars.repeat(2, 1, 1))
-    logits, transformed = both.chunk(2)
+    devices = [batch.p4.device] if batch.p4.device.type == "cuda" else []
+    cpu_state = torch.get_rng_state()
+    cuda_states = [torch.cuda.get_rng_state(d) for d in devices]
+    logits = logits_from_p4(model, batch.p4, batch.mask, batch.scalars)
+    torch.set_rng_state(cpu_state)
+    for d, state in zip(devices, cuda_states, strict=True):
+        torch.cuda.set_rng_state(state, d)
+    transformed = logits_from_p4(model, act(g, batch.p4), batch.mask, batch.scalars)
     return logits, (transformed - logits).pow(2).sum(-1).mean()
 
 
