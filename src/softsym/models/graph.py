@@ -1,4 +1,5 @@
-"""k-nearest-neighbour graphs of padded particle clouds in plain torch, as PyG ``edge_index``.
+"""Graphs on padded particle clouds: k-nearest-neighbour edges in plain torch as PyG ``edge_index``, and the
+bookkeeping between the padded layout and lists of real particles or real particle pairs.
 
 ``torch_geometric.nn.knn_graph`` needs ``torch-cluster`` or ``pyg-lib``, which have no wheels here, so the
 neighbours come from a batched ``topk`` on the pairwise distances of each jet ``[B, P, P]``. Nodes are the
@@ -16,9 +17,17 @@ def node_jet_index(mask: torch.Tensor) -> torch.Tensor:
     return mask.nonzero()[:, 0]
 
 
-def nodes_to_dense(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Node features ``[N, C]`` back to the padded layout ``[B, P, C]``, zeros in padded slots."""
-    return x.new_zeros(*mask.shape, x.shape[-1]).masked_scatter(mask.unsqueeze(-1), x)
+def real_pairs(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, P, P]`` bool: both particles real and distinct."""
+    n_slots = mask.shape[-1]
+    distinct = ~torch.eye(n_slots, dtype=torch.bool, device=mask.device)
+    return mask.unsqueeze(-1) & mask.unsqueeze(-2) & distinct
+
+
+def to_padded(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``rows [N, C]``, one per True entry of ``mask`` in the order of ``x[mask]``, back to the padded layout
+    ``[*mask.shape, C]`` with zeros elsewhere (nodes with a particle mask, pairs with ``real_pairs``)."""
+    return rows.new_zeros(*mask.shape, rows.shape[-1]).masked_scatter(mask.unsqueeze(-1), rows)
 
 
 def knn_graph(coords: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,8 +44,7 @@ def knn_graph(coords: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     squared_norm = points.pow(2).sum(-1)
     # |a|² + |b|² - 2 a·b: one matmul instead of a [B, P, P, D] difference tensor (D is up to 256)
     distance = squared_norm.unsqueeze(-1) + squared_norm.unsqueeze(-2) - 2 * points @ points.transpose(1, 2)
-    not_a_neighbour = ~mask.unsqueeze(1) | torch.eye(n_slots, dtype=torch.bool, device=mask.device)
-    distance = distance.masked_fill(not_a_neighbour, torch.inf)
+    distance = distance.masked_fill(~real_pairs(mask), torch.inf)
     n_neighbours = min(k, n_slots - 1)
     nearest_distance, nearest = distance.topk(n_neighbours, dim=-1, largest=False)  # [B, P, k]
     is_edge = mask.unsqueeze(-1) & torch.isfinite(nearest_distance)

@@ -17,8 +17,7 @@ from torch import nn
 from torch_geometric.nn import EdgeConv, global_mean_pool
 
 from softsym.models.base import JetModel
-from softsym.models.graph import knn_graph, node_jet_index, nodes_to_dense
-from softsym.models.pfn import mlp_layers
+from softsym.models.graph import knn_graph, node_jet_index, to_padded
 
 # Feature columns that place particles for the first kNN graph: Δη and Δφ to the jet axis.
 COORDINATE_COLUMNS = slice(0, 2)
@@ -59,18 +58,20 @@ class ParticleNet(JetModel):
         if k < 1:
             raise ValueError(f"ParticleNet needs k >= 1 neighbours, got {k}")
         self.k = k
-        widths = [n_features, *(channels[-1] for channels in block_channels)]
-        self.blocks = nn.ModuleList(EdgeConvBlock(w, list(channels)) for w, channels in zip(widths, block_channels,
-                                                                                             strict=False))
+        in_widths = [n_features, *(channels[-1] for channels in block_channels[:-1])]
+        self.blocks = nn.ModuleList(EdgeConvBlock(width, list(channels))
+                                    for width, channels in zip(in_widths, block_channels, strict=True))
+        head_widths = [block_channels[-1][-1], *head_sizes]
         head: list[nn.Module] = []
-        for a, b in zip([widths[-1], *head_sizes[:-1]], head_sizes, strict=True):
+        for a, b in zip(head_widths[:-1], head_widths[1:], strict=True):
             head += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
-        self.head = nn.Sequential(*head, nn.Linear(([widths[-1], *head_sizes])[-1], self.n_outputs))
+        self.head = nn.Sequential(*head, nn.Linear(head_widths[-1], self.n_outputs))
 
     def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = features[mask]
         coords = features[..., COORDINATE_COLUMNS]
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if i > 0:  # dynamic graph: neighbours in the previous block's feature space
+                coords = to_padded(x.detach(), mask)
             x = block(x, knn_graph(coords, mask, self.k))
-            coords = nodes_to_dense(x.detach(), mask)
         return self.head(global_mean_pool(x, node_jet_index(mask), size=mask.shape[0]))
