@@ -1,15 +1,16 @@
 """Read jets from ROOT (TTree, RNTuple) and Parquet files into padded, pT-sorted in-memory arrays.
 
-Reading is two passes over small and large columns. The *plan* pass reads only the label columns of each
-file (a few bytes per jet): it checks the schema and that labels are one-hot, turns them into class indices,
-applies ``max_jets_per_class`` and skips files that hold no selected class, all before any particle data is
-decompressed. The *fill* pass then reads particle columns chunk by chunk (chunks follow clusters / row
-groups) and scatters them into preallocated ``[N, P, 4]`` arrays.
+Reading takes two passes. The *plan* pass (``plan_files``) reads only the label columns of each file (a few
+bytes per jet): it checks the schema and that labels are one-hot, turns them into class indices, applies
+``max_jets_per_class`` and skips files that hold no selected class, all before any particle data is
+decompressed. The *fill* pass then reads the particle columns chunk by chunk (chunks follow clusters / row
+groups), reusing the plan's class indices, and pads each chunk into preallocated ``[N, P, 4]`` arrays.
 
-Padding never loops over jets or particles in Python: jagged columns are taken as flat content + offsets,
-the pT order inside each jet is checked with one vectorised comparison (and fixed by one lexsort only when a
-file is not sorted), and each column is scattered into the padded array with precomputed flat indices. The
-streaming loader (``softsym.data.streaming``) reuses the plan and the chunk reader.
+Padding never loops over jets or particles in Python: columns arrive as flat values + offsets
+(``schema.JetSource``); the pT order inside each jet is checked with one vectorised comparison and only jets
+found out of order are sorted (one integer-key argsort); each particle's values are packed side by side and
+written into the padded arrays with one masked assignment. The streaming loader (``softsym.data.streaming``)
+reuses the plan, ``read_chunk`` and ``pad_chunk``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from softsym.data.jets import JetArrays
 from softsym.data.schema import (
     DEFAULT_SCALARS,
     JETCLASS_CLASSES,
-    P4_BRANCHES,
+    Column,
     FileSchema,
     JetSource,
+    SourceCache,
     expand_paths,
-    flat_jagged,
-    flat_scalar,
-    open_source,
     resolve_schema,
 )
 
@@ -94,22 +93,35 @@ def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return classes
 
 
-def label_classes(columns: Mapping[str, object], labels: Mapping[str, str], classes: Sequence[str],
+def _per_jet(column: Column, path: str, name: str) -> np.ndarray:
+    if isinstance(column, tuple):
+        raise DataError(f"{path}: {name} holds a list per jet; expected one number per jet (a label)")
+    return column
+
+
+def _per_particle(column: Column, path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(column, tuple):
+        raise DataError(f"{path}: {name} holds one number per jet; expected a list per jet (one per particle)")
+    offsets, values = column
+    if not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    return offsets, values
+
+
+def label_classes(columns: Mapping[str, Column], labels: Mapping[str, str], classes: Sequence[str],
                   path: str) -> tuple[np.ndarray, np.ndarray]:
     """Class index per entry (-1: none of ``classes``) and a bool array of rows whose labels are not one-hot.
 
     ``labels`` maps every label class the file holds to its column, selected or not, so a row is one-hot when
     exactly one of all of them is 1 and the others 0, whatever their dtypes (float, bool, int32).
     """
-    n = None
     n_ones = bad = class_index = None
     for cls, name in labels.items():
-        values = flat_scalar(columns[name], path, name)
-        if n is None:
-            n = len(values)
-            n_ones = np.zeros(n, np.int16)
-            bad = np.zeros(n, bool)
-            class_index = np.full(n, -1, np.int16)
+        values = _per_jet(columns[name], path, name)
+        if n_ones is None:
+            n_ones = np.zeros(len(values), np.int16)
+            bad = np.zeros(len(values), bool)
+            class_index = np.full(len(values), -1, np.int16)
         is_one = values == 1
         bad |= ~(is_one | (values == 0))
         n_ones += is_one
@@ -129,12 +141,19 @@ def plan_files(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapp
                classes: Sequence[str] = ("QCD", "Tbqq"), max_jets_per_class: int | None = None,
                scalar_branches: Sequence[str] = DEFAULT_SCALARS, chunk_entries: int = CHUNK_ENTRIES,
                on_labels: Callable[[int, FilePlan, np.ndarray], None] | None = None,
-               progress: bool = False) -> ReadPlan:
+               sources: SourceCache | None = None, progress: bool = False) -> ReadPlan:
     """The label pass: validate every file's schema and labels, choose the entries to use.
 
     ``on_labels(i, plan, class_index)`` is called for each used file with its per-entry class index (-1 where
     the entry is not used), so that callers can derive more (the streaming splits) without a second pass.
+    Files are opened through ``sources`` when given, so that a following pass can reuse them.
     """
+    if sources is None:
+        with SourceCache(tree, capacity=0) as own_sources:
+            return plan_files(paths, tree=tree, branches=branches, classes=classes,
+                              max_jets_per_class=max_jets_per_class, scalar_branches=scalar_branches,
+                              chunk_entries=chunk_entries, on_labels=on_labels, sources=own_sources,
+                              progress=progress)
     classes = _check_classes(classes)
     if max_jets_per_class is not None and max_jets_per_class < 1:
         raise DataError(f"data.max_jets_per_class must be a positive integer or null, got {max_jets_per_class}")
@@ -148,7 +167,7 @@ def plan_files(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapp
         if not remaining.any():
             skipped.append(path)
             continue
-        source = open_source(path, tree)
+        source = sources.get(path)
         try:
             schema = resolve_schema(source, branches, scalar_branches)
             chunks = source.chunks(chunk_entries)
@@ -163,7 +182,7 @@ def plan_files(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapp
             if n_bad:
                 raise _not_one_hot_error(path, schema.labels, n_bad, source.num_entries, first_bad)
         finally:
-            source.close()
+            sources.release(source)
         n_unselected += int((class_index < 0).sum())
         stops, counts = [], []
         for k in range(len(classes)):
@@ -219,32 +238,37 @@ class Chunk:
     offsets: np.ndarray          # [n_rows + 1] into the flat columns, starting at 0
     rows: np.ndarray             # which rows of the chunk to keep (used and non-empty), ascending
     labels: np.ndarray           # [len(rows)] class index
-    entries: np.ndarray          # [len(rows)] entry number in the file
     p4: list[np.ndarray]         # flat E, px, py, pz
     scalars: list[np.ndarray]    # flat scalar columns
     n_empty: int                 # used jets dropped for having no constituents
 
 
 def read_chunk(source: JetSource, plan: FilePlan, classes: Sequence[str], scalar_names: Sequence[str],
-               start: int, stop: int,
+               start: int, stop: int, *, class_index: np.ndarray | None = None,
                keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Chunk:
-    """Read entries [start, stop) of a planned file; ``keep(entries, class_index)`` filters rows further."""
+    """Read entries [start, stop) of a file that the label pass has planned (and so checked).
+
+    ``class_index``: the label pass's class per entry of the range (-1: not used), which saves reading labels
+    again; without it only the selected classes' label columns are read (the label pass checked that the rows
+    are one-hot). ``keep(entries, class_index)`` filters the rows further.
+    """
     schema = plan.schema
-    cols = source.read(schema.columns(scalar_names), start, stop)
-    class_index, bad = label_classes(cols, schema.labels, classes, plan.path)
-    if bad.any():
-        raise _not_one_hot_error(plan.path, schema.labels, int(bad.sum()), stop - start,
-                                 start + int(np.argmax(bad)))
+    selected = {k: schema.labels[cls] for k, cls in enumerate(classes) if cls in schema.labels}
+    cols = source.read([*schema.p4, *(schema.scalars[s] for s in scalar_names),
+                        *(selected.values() if class_index is None else ())], start, stop)
     entries = np.arange(start, stop, dtype=np.int64)
+    if class_index is None:
+        class_index = np.full(stop - start, -1, np.int16)
+        for k, name in selected.items():
+            class_index[_per_jet(cols[name], plan.path, name) == 1] = k
+        class_index[entries >= np.asarray(plan.class_stops, np.int64)[np.maximum(class_index, 0)]] = -1
     used = class_index >= 0
-    used &= entries < np.asarray(plan.class_stops, np.int64)[np.maximum(class_index, 0)]
     if keep is not None:
         used &= keep(entries, class_index)
     offsets = None
     flats = []
-    for canonical, name in [*zip(P4_BRANCHES, schema.p4, strict=True),
-                            *((s, schema.scalars[s]) for s in scalar_names)]:
-        these_offsets, values = flat_jagged(cols[name], plan.path, name)
+    for name in [*schema.p4, *(schema.scalars[s] for s in scalar_names)]:
+        these_offsets, values = _per_particle(cols[name], plan.path, name)
         if offsets is None:
             offsets = these_offsets
         elif not np.array_equal(offsets, these_offsets):
@@ -260,53 +284,89 @@ def read_chunk(source: JetSource, plan: FilePlan, classes: Sequence[str], scalar
     counts = np.diff(offsets)
     empty = used & (counts == 0)
     rows = np.flatnonzero(used & (counts > 0))
-    return Chunk(offsets, rows, class_index[rows].astype(np.int64), entries[rows], flats[:4], flats[4:],
-                 int(empty.sum()))
+    return Chunk(offsets, rows, class_index[rows].astype(np.int64), flats[:4], flats[4:], int(empty.sum()))
+
+
+def _segment_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Flat positions of the segments [starts[i], starts[i] + counts[i]), concatenated."""
+    segment_offsets = np.cumsum(counts) - counts
+    return np.repeat(starts - segment_offsets, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+
+
+def _pt_order(pt2: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+    """Permutation of the flat particles that sorts each jet by pT descending; None when already sorted.
+
+    Only the jets found out of order are sorted, with one argsort on a (jet, -pT) integer key: the bit
+    pattern of a non-negative float32 orders like its value, so the key needs no float comparisons.
+    """
+    rising = pt2[1:] > pt2[:-1]
+    rising[offsets[1:-1] - 1] = False  # a jet's first particle may be harder than the last of the one before
+    if not rising.any():
+        return None
+    jets = np.unique(np.searchsorted(offsets, np.flatnonzero(rising), side="right") - 1)
+    counts = offsets[jets + 1] - offsets[jets]
+    positions = _segment_positions(offsets[jets], counts)
+    key = np.repeat(np.arange(len(jets), dtype=np.uint64) << np.uint64(32), counts)
+    key |= (~pt2[positions].view(np.uint32)).astype(np.uint64)
+    order = np.arange(len(pt2), dtype=np.int64)
+    order[positions] = positions[np.argsort(key, kind="stable")]
+    return order
+
+
+def _fill_slots(out: np.ndarray, mask: np.ndarray, columns: Sequence[np.ndarray], src: np.ndarray | None) -> None:
+    """``out[mask] = stack(columns)[src]`` for a contiguous float32 ``out [m, P, C]``, in row-major slot order.
+
+    numpy's masked and fancy assignments cost per element, not per byte, so each particle's C values are
+    packed side by side and written as one C*4-byte (void) element: several times faster than C passes.
+    """
+    n_columns = out.shape[-1]
+    packed = np.empty((len(columns[0]) if src is None else len(src), n_columns), np.float32)
+    for j, values in enumerate(columns):
+        packed[:, j] = values if src is None else values[src]
+    record = np.dtype((np.void, 4 * n_columns))
+    out.reshape(-1, n_columns).view(record)[:, 0][mask.reshape(-1)] = packed.view(record)[:, 0]
+
+
+def clear_slots(out: np.ndarray, slots: np.ndarray) -> None:
+    """Zero ``out[slots]`` for a contiguous ``out [m, P, C]`` and a bool ``slots [m, P]`` (one write per slot)."""
+    if out.shape[-1]:
+        record = np.dtype((np.void, out.itemsize * out.shape[-1]))
+        out.reshape(-1, out.shape[-1]).view(record)[:, 0][slots.reshape(-1)] = np.zeros((), record)
 
 
 def pad_chunk(chunk: Chunk, p4_out: np.ndarray, mask_out: np.ndarray, scalars_out: np.ndarray) -> int:
-    """Scatter the kept rows of ``chunk`` into ``p4_out [m, P, 4]``, ``mask_out``, ``scalars_out [m, P, S]``.
+    """Write the kept rows of ``chunk`` into ``p4_out [m, P, 4]``, ``mask_out``, ``scalars_out [m, P, S]``.
 
-    The outputs must be zero-filled; constituents end up sorted by pT, truncated to P. Returns the number of
-    jets that had more than P constituents.
+    Constituents end up sorted by pT, truncated to P; ``mask_out`` is overwritten. Only the slots of real
+    constituents are written in ``p4_out`` and ``scalars_out``: the others must hold zeros already. Returns
+    the number of jets that had more than P constituents.
     """
-    offsets, rows = chunk.offsets, chunk.rows
     m, n_particles = mask_out.shape
-    counts_all = np.diff(offsets)
-    if len(rows) == len(counts_all):
-        counts, row_starts, src = counts_all, offsets[:-1], None
-    else:
-        counts, row_starts = counts_all[rows], offsets[:-1][rows]
-    new_offsets = np.zeros(m + 1, np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
-    total = int(new_offsets[-1])
-    position = np.arange(total, dtype=np.int64)
-    if len(rows) != len(counts_all):
-        src = np.repeat(row_starts - new_offsets[:-1], counts) + position
+    if not all(a.flags.c_contiguous for a in (p4_out, mask_out, scalars_out)):
+        raise ValueError("pad_chunk writes through flat views: its outputs must be C-contiguous")
+    if m == 0:
+        return 0
+    counts = np.diff(chunk.offsets)
+    src = None  # flat index of each output particle in the chunk's columns; None: the identity
+    if len(chunk.rows) != len(counts):
+        counts = counts[chunk.rows]
+        src = _segment_positions(chunk.offsets[:-1][chunk.rows], counts)
+    offsets = np.zeros(m + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
     px, py = chunk.p4[1], chunk.p4[2]
     if src is not None:
         px, py = px[src], py[src]
-    pt2 = px * px + py * py
-    descending = pt2[1:] <= pt2[:-1]
-    descending[new_offsets[1:-1] - 1] = True  # the first particle of a jet may be harder than the last of the one before
-    if not descending.all():
-        order = np.lexsort((-pt2, np.repeat(np.arange(m), counts)))
+    order = _pt_order(px * px + py * py, offsets)
+    if order is not None:
         src = order if src is None else src[order]
-    dest = np.repeat(np.arange(m, dtype=np.int64) * n_particles - new_offsets[:-1], counts) + position
-    truncated = counts > n_particles
-    n_truncated = int(truncated.sum())
+    n_truncated = int(np.count_nonzero(counts > n_particles))
     if n_truncated:
-        within = position < np.repeat(new_offsets[:-1] + n_particles, counts)
-        dest = dest[within]
+        within = np.arange(int(offsets[-1])) < np.repeat(offsets[:-1] + n_particles, counts)
         src = np.flatnonzero(within) if src is None else src[within]
-    p4_flat = p4_out.reshape(m * n_particles, 4)
-    for channel, values in enumerate(chunk.p4):
-        p4_flat[dest, channel] = values if src is None else values[src]
-    if chunk.scalars:
-        scalars_flat = scalars_out.reshape(m * n_particles, -1)
-        for channel, values in enumerate(chunk.scalars):
-            scalars_flat[dest, channel] = values if src is None else values[src]
     np.less(np.arange(n_particles), np.minimum(counts, n_particles)[:, None], out=mask_out)
+    _fill_slots(p4_out, mask_out, chunk.p4, src)
+    if chunk.scalars:
+        _fill_slots(scalars_out, mask_out, chunk.scalars, src)
     return n_truncated
 
 
@@ -317,35 +377,47 @@ def read_jets(paths: str | Iterable[str], *, tree: str = "tree", branches: Mappi
     """Read every selected jet of ``paths`` (files or globs) into padded ``JetArrays``.
 
     Class index = position in ``classes``. Jets of other classes are skipped, jets without constituents are
-    dropped (both counted in the summary); at most ``max_jets_per_class`` jets of each class are read, the
-    first ones in file order. Every bad input raises one ``DataError`` naming the file and the problem.
+    dropped (both counted in the summary). ``max_jets_per_class`` takes the first jets of each class in file
+    order, counted by label before empty jets are dropped (so that the streaming loader, which cannot see
+    empty jets in advance, selects the same jets). Every bad input raises one ``DataError`` naming the file
+    and the problem.
     """
     if max_particles < 1:
         raise DataError(f"data.max_particles must be a positive integer, got {max_particles}")
-    plan = plan_files(paths, tree=tree, branches=branches, classes=classes, max_jets_per_class=max_jets_per_class,
-                      scalar_branches=scalar_branches, chunk_entries=chunk_entries, progress=progress)
-    capacity = sum(plan.n_per_class)
-    n_scalars = len(plan.scalar_names)
-    # np.zeros maps fresh pages lazily: slots left over by dropped empty jets cost no memory.
-    p4 = np.zeros((capacity, max_particles, 4), np.float32)
-    mask = np.zeros((capacity, max_particles), bool)
-    scalars = np.zeros((capacity, max_particles, n_scalars), np.float32)
-    labels = np.zeros(capacity, np.int64)
-    n_filled = n_empty = n_truncated = 0
-    for file_plan in _progress(plan.files, progress, "jets"):
-        source = open_source(file_plan.path, tree)
-        try:
-            for start, stop in file_plan.chunks:
-                if start >= file_plan.entry_stop:
-                    break
-                chunk = read_chunk(source, file_plan, plan.classes, plan.scalar_names, start,
-                                   min(stop, file_plan.entry_stop))
-                end = n_filled + len(chunk.rows)
-                n_truncated += pad_chunk(chunk, p4[n_filled:end], mask[n_filled:end], scalars[n_filled:end])
-                labels[n_filled:end] = chunk.labels
-                n_filled, n_empty = end, n_empty + chunk.n_empty
-        finally:
-            source.close()
+    class_indices: dict[str, np.ndarray] = {}  # 2 bytes per jet: cheaper than reading the labels again
+
+    def keep_labels(_: int, file_plan: FilePlan, class_index: np.ndarray) -> None:
+        class_indices[file_plan.path] = class_index
+
+    with SourceCache(tree, memory_map=True) as sources:
+        plan = plan_files(paths, tree=tree, branches=branches, classes=classes,
+                          max_jets_per_class=max_jets_per_class, scalar_branches=scalar_branches,
+                          chunk_entries=chunk_entries, on_labels=keep_labels, sources=sources,
+                          progress=progress)
+        capacity = sum(plan.n_per_class)
+        n_scalars = len(plan.scalar_names)
+        # np.zeros maps fresh pages lazily: slots left over by dropped empty jets cost no memory.
+        p4 = np.zeros((capacity, max_particles, 4), np.float32)
+        mask = np.zeros((capacity, max_particles), bool)
+        scalars = np.zeros((capacity, max_particles, n_scalars), np.float32)
+        labels = np.zeros(capacity, np.int64)
+        n_filled = n_empty = n_truncated = 0
+        for file_plan in _progress(plan.files, progress, "jets"):
+            source = sources.get(file_plan.path)
+            file_classes = class_indices.pop(file_plan.path)
+            try:
+                for start, stop in file_plan.chunks:
+                    if start >= file_plan.entry_stop:
+                        break
+                    stop = min(stop, file_plan.entry_stop)
+                    chunk = read_chunk(source, file_plan, plan.classes, plan.scalar_names, start, stop,
+                                       class_index=file_classes[start:stop])
+                    end = n_filled + len(chunk.rows)
+                    n_truncated += pad_chunk(chunk, p4[n_filled:end], mask[n_filled:end], scalars[n_filled:end])
+                    labels[n_filled:end] = chunk.labels
+                    n_filled, n_empty = end, n_empty + chunk.n_empty
+            finally:
+                sources.release(source)
     if n_filled == 0:
         raise DataError(f"no jets with constituents in {_short_list([f.path for f in plan.files])}: all "
                         f"{n_empty} selected jets are empty")

@@ -3,7 +3,10 @@
 Forms (DESIGN.md, issue 9): TTrees written by ROOT (``std::vector`` branches) or by uproot (counter +
 ``float[]``), RNTuples, and Parquet written by awkward. Each is opened as a ``JetSource`` that knows its entry
 count, its column names, chunk boundaries that do not split a cluster / row group (so no compressed page is
-decompressed twice), and how to read a few columns over an entry range. ``resolve_schema`` maps the canonical
+decompressed twice), and how to read a few columns over an entry range as plain numpy: one value per jet, or
+(offsets, flat values) per particle. TTree branches of numbers are read basket by basket straight into such
+arrays (1.5-2x faster than ``TTree.arrays``, which builds awkward arrays); anything else goes
+through uproot's / awkward's own readers. ``resolve_schema`` maps the canonical
 JetClass names (``part_px`` ..., ``label_<class>``) to the names in one file, with the user's ``branches``
 mapping, and fails with a ``DataError`` that lists what the file holds.
 """
@@ -14,7 +17,6 @@ import glob
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -55,16 +57,26 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
 
 
 def _group_boundaries(boundaries: Sequence[int], target: int) -> tuple[tuple[int, int], ...]:
-    """Merge consecutive [b_i, b_i+1) ranges into chunks of at least ``target`` entries (the last may be less)."""
+    """Chunks of about ``target`` entries, cut at ``boundaries`` (cluster / row-group starts, free cuts).
+
+    A cluster longer than 4 x target is cut inside (its compressed pages are then read more than once) so that
+    the memory of one chunk stays bounded whatever the file.
+    """
     chunks: list[tuple[int, int]] = []
     start = boundaries[0]
-    for stop in boundaries[1:]:
-        if stop - start >= target:
+    for stop in [*boundaries[1:-1], boundaries[-1]]:
+        if stop - start < target and stop != boundaries[-1]:
+            continue
+        if stop - start > 4 * target:
+            cuts = np.linspace(start, stop, -(-(stop - start) // target) + 1).round().astype(int)
+            chunks.extend(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
+        elif stop > start:
             chunks.append((start, stop))
-            start = stop
-    if start < boundaries[-1]:
-        chunks.append((start, boundaries[-1]))
+        start = stop
     return tuple(chunks)
+
+
+Column = np.ndarray | tuple[np.ndarray, np.ndarray]  # one value per jet | (offsets from 0, flat values)
 
 
 class JetSource:
@@ -79,10 +91,10 @@ class JetSource:
     def chunks(self, target_entries: int) -> tuple[tuple[int, int], ...]:
         raise NotImplementedError
 
-    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, Column]:
         raise NotImplementedError
 
-    def read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+    def read(self, names: Sequence[str], start: int, stop: int) -> dict[str, Column]:
         """Columns ``names`` over entries [start, stop); a broken file becomes a DataError naming it."""
         try:
             return self._read(list(dict.fromkeys(names)), start, stop)
@@ -95,6 +107,73 @@ class JetSource:
 
     def close(self) -> None:
         pass
+
+
+def _numeric_dtype(interpretation) -> np.dtype | None:
+    import uproot
+
+    if isinstance(interpretation, uproot.AsDtype) and interpretation.inner_shape == () \
+            and interpretation.from_dtype.fields is None and interpretation.from_dtype.kind in "biuf":
+        return interpretation.from_dtype
+    return None
+
+
+def _read_branch(branch, start: int, stop: int) -> Column | None:
+    """A branch of numbers (flat, ``float[]`` or ``std::vector``) over [start, stop), from its baskets.
+
+    None when the branch is of another kind or a basket lacks entry offsets: the caller falls back to uproot.
+    The baskets' bytes are joined first and decoded in a few whole-range numpy operations, since ROOT's
+    baskets are often small (32 kB) and per-basket work would dominate. Values keep the file's (big-endian)
+    byte order; callers convert what they compute with.
+    """
+    import uproot
+
+    interpretation = branch.interpretation
+    jagged = isinstance(interpretation, uproot.AsJagged)
+    dtype = _numeric_dtype(interpretation.content if jagged else interpretation)
+    if dtype is None:
+        return None
+    size = dtype.itemsize
+    entry_offsets = np.asarray(branch.entry_offsets, np.int64)
+    first = max(int(np.searchsorted(entry_offsets, start, side="right")) - 1, 0)
+    last = int(np.searchsorted(entry_offsets, stop, side="left"))
+    pieces, entry_bytes = [], []  # raw bytes of the entries wanted, and each entry's byte length
+    for i in range(first, last):
+        basket = branch.basket(i)
+        lo = max(start, int(entry_offsets[i])) - int(entry_offsets[i])
+        hi = min(stop, int(entry_offsets[i + 1])) - int(entry_offsets[i])
+        if not jagged:
+            if len(basket.data) != basket.num_entries * size:
+                return None
+            pieces.append(basket.data[lo * size:hi * size])
+            continue
+        if basket.byte_offsets is None:
+            return None
+        byte_offsets = basket.byte_offsets
+        pieces.append(basket.data[byte_offsets[lo]:byte_offsets[hi]])
+        entry_bytes.append(np.diff(byte_offsets[lo:hi + 1]))
+    if not pieces:
+        return (np.zeros(1, np.int64), np.zeros(0, dtype)) if jagged else np.zeros(0, dtype)
+    raw = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
+    if not jagged:
+        return raw.view(dtype)
+    lengths = np.concatenate(entry_bytes).astype(np.int64) if entry_bytes else np.zeros(0, np.int64)
+    header = interpretation.header_bytes  # std::vector entries begin with a 10-byte header
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum((lengths - header) // size, out=offsets[1:])
+    if header:
+        unit = 2 if header % 2 == 0 and size % 2 == 0 else 1  # drop headers in 2-byte steps when possible
+        words = raw.view(f"u{unit}")
+        keep = np.ones(len(words), bool)
+        entry_starts = (np.cumsum(lengths) - lengths) // unit
+        keep[(entry_starts[:, None] + np.arange(header // unit)).ravel()] = False
+        raw = words[keep].view(np.uint8)
+    return offsets, raw.view(dtype)
+
+
+def column_from_awkward(array: ak.Array, path: str, name: str) -> Column:
+    """The same numpy form from an awkward array (RNTuple, Parquet, uproot's generic reader)."""
+    return flat_jagged(array, path, name) if array.ndim > 1 else flat_scalar(array, path, name)
 
 
 class _UprootSource(JetSource):
@@ -115,11 +194,19 @@ class _UprootSource(JetSource):
             boundaries = list(range(0, self.num_entries, target_entries)) + [self.num_entries]
         return _group_boundaries(boundaries, target_entries)
 
-    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, Column]:
+        columns: dict[str, Column] = {}
         if self.kind == "ttree":
-            return self._obj.arrays(names, entry_start=start, entry_stop=stop, how=dict)
-        table = self._obj.arrays(names, entry_start=start, entry_stop=stop)
-        return {name: table[name] for name in names}
+            for name in names:
+                column = _read_branch(self._obj[name], start, stop)
+                if column is not None:
+                    columns[name] = column
+        rest = [name for name in names if name not in columns]
+        if rest:
+            arrays = self._obj.arrays(rest, entry_start=start, entry_stop=stop,
+                                      **({"how": dict} if self.kind == "ttree" else {}))
+            columns.update({name: column_from_awkward(arrays[name], self.path, name) for name in rest})
+        return columns
 
     def close(self) -> None:
         self._file.close()
@@ -145,13 +232,13 @@ class _ParquetSource(JetSource):
             return ()
         return _group_boundaries([int(b) for b in self._group_starts], target_entries)
 
-    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, ak.Array]:
+    def _read(self, names: Sequence[str], start: int, stop: int) -> dict[str, Column]:
         first = int(np.searchsorted(self._group_starts, start, side="right")) - 1
         last = int(np.searchsorted(self._group_starts, stop, side="left"))
         table = self._file.read_row_groups(list(range(first, last)), columns=list(names))
         offset = start - int(self._group_starts[first])
         table = table.slice(offset, stop - start)
-        return {name: ak.from_arrow(table.column(name), highlevel=True) for name in names}
+        return {name: column_from_awkward(ak.from_arrow(table.column(name)), self.path, name) for name in names}
 
     def close(self) -> None:
         self._file.close()
@@ -163,8 +250,12 @@ def _root_objects(file) -> dict[str, str]:
             if cls == "TTree" or cls.startswith("ROOT::") and "RNTuple" in cls}
 
 
-def open_source(path: str, tree: str = "tree") -> JetSource:
-    """Open ``path`` (ROOT file with TTree/RNTuple ``tree``, or Parquet) as a ``JetSource``."""
+def open_source(path: str, tree: str = "tree", *, memory_map: bool = False) -> JetSource:
+    """Open ``path`` (ROOT file with TTree/RNTuple ``tree``, or Parquet) as a ``JetSource``.
+
+    ``memory_map`` reads a ROOT file through a memory map: faster, but the pages read count in the process's
+    RSS until the file is closed, so the streaming loader, which keeps memory flat, leaves it off.
+    """
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)
@@ -182,7 +273,12 @@ def open_source(path: str, tree: str = "tree") -> JetSource:
     import uproot
 
     try:
-        file = uproot.open(path)
+        # each range is read once, so uproot's array cache would only hold memory
+        # uproot's default handler for local files reads through a background thread (fsspec's event
+        # loop): plain reads in the calling thread are faster, and a memory map faster still
+        options = ({"handler": uproot.MemmapSource} if memory_map else
+                   {"handler": uproot.MultithreadedFileSource, "use_threads": False, "num_workers": 1})
+        file = uproot.open(path, array_cache=None, **options)
         found = _root_objects(file)
     except Exception as err:
         raise DataError(f"{path}: is not a readable ROOT file; it is truncated or corrupt "
@@ -201,6 +297,42 @@ def open_source(path: str, tree: str = "tree") -> JetSource:
                         f"({type(err).__name__}: {err})") from err
 
 
+class SourceCache:
+    """Keeps up to ``capacity`` files open for reuse: opening a TTree costs ~0.1 s of metadata per file.
+
+    The first ``capacity`` files asked for stay open until ``close``; later ones are closed when released. For
+    the scan patterns here (pass over all files, then again) this reuses what it can, unlike an LRU, which
+    a scan longer than its capacity defeats.
+    """
+
+    def __init__(self, tree: str, capacity: int = 64, *, memory_map: bool = False) -> None:
+        self.tree, self.capacity, self.memory_map = tree, capacity, memory_map
+        self._open: dict[str, JetSource] = {}
+
+    def get(self, path: str) -> JetSource:
+        source = self._open.get(path)
+        return source if source is not None else open_source(path, self.tree, memory_map=self.memory_map)
+
+    def release(self, source: JetSource) -> None:
+        if source.path in self._open:
+            return
+        if len(self._open) < self.capacity:
+            self._open[source.path] = source
+        else:
+            source.close()
+
+    def close(self) -> None:
+        for source in self._open.values():
+            source.close()
+        self._open.clear()
+
+    def __enter__(self) -> SourceCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class FileSchema:
     """Where the canonical columns live in one file (values are the file's own column names)."""
@@ -208,9 +340,6 @@ class FileSchema:
     p4: tuple[str, str, str, str]   # the file's names for P4_BRANCHES
     labels: dict[str, str]          # class name -> file column, for every label column the file has
     scalars: dict[str, str]         # canonical scalar name -> file column, for those the file has
-
-    def columns(self, scalar_names: Sequence[str]) -> list[str]:
-        return [*self.p4, *self.labels.values(), *(self.scalars[s] for s in scalar_names)]
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -287,7 +416,7 @@ def flat_jagged(array: ak.Array, path: str, name: str) -> tuple[np.ndarray, np.n
 
 
 def flat_scalar(array: ak.Array, path: str, name: str) -> np.ndarray:
-    """One number per jet as numpy (labels)."""
+    """One number per jet as numpy."""
     try:
         return ak.to_numpy(array, allow_missing=False)
     except Exception as err:
