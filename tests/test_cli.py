@@ -15,7 +15,8 @@ import uproot
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, tree: str = "tree") -> None:
+def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, tree: str = "tree",
+                        classes: tuple[str, ...] = ("QCD", "Tbqq")) -> None:
     """A JetClass-schema TTree as a new user would write it with uproot (``mktree``, jagged branches)."""
     names = names or {}
     n = jets.mask.sum(1)
@@ -24,7 +25,8 @@ def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, t
     branches = {
         "part_px": jag(jets.p4[..., 1]), "part_py": jag(jets.p4[..., 2]), "part_pz": jag(jets.p4[..., 3]),
         "part_energy": jag(jets.p4[..., 0]), "part_charge": jag(jets.scalars[..., 0]),
-        "label_QCD": (jets.labels == 0).astype(np.float32), "label_Tbqq": (jets.labels == 1).astype(np.int32),
+        **{f"label_{c}": (jets.labels == k).astype(np.float32 if c == "QCD" else np.int32)
+           for k, c in enumerate(classes)},
         "jet_pt": np.hypot(jets.p4[..., 1].sum(1), jets.p4[..., 2].sum(1)).astype(np.float32),
     }
     branches = {names.get(k, k): v for k, v in branches.items()}
@@ -155,3 +157,39 @@ def test_ddp_under_torchrun_matches_single_process(tmp_path, jetclass_file):
     _, single_runs = _runs(tmp_path / "single")
     single = next(r for r in single_runs if "mlflow.parentRunId" not in r.data.tags)
     assert abs(parents[0].data.metrics["test_auc"] - single.data.metrics["test_auc"]) <= 0.01
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("form,stream", [("rootio", "false"), ("mktree", "false"), ("rntuple", "false"),
+                                         ("parquet", "false"), ("rootio", "true")])
+def test_trains_on_every_file_form_one_process_per_file(tmp_path, form, stream):
+    run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{FIXTURES / form}/*]",
+                f"data.stream={stream}", "train.epochs=1", "data.max_particles=32")
+    _, runs = _runs(tmp_path)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    m = parent.data.metrics
+    assert parent.info.status == "FINISHED" and "test_auc" in m
+    for split in ("train", "val", "test"):
+        assert abs(m[f"data_signal_frac_{split}"] - m["data_signal_frac"]) <= 0.05
+
+
+def test_multiclass_selection_logs_per_class_metrics(tmp_path):
+    from softsym.data.jets import JetArrays
+    from softsym.data.synthetic import synthetic_jets
+
+    paths = []
+    for k, name in enumerate(("QCD", "Tbqq", "Wqq")):  # one process per file, as in JetClass
+        jets = synthetic_jets(60, max_particles=24, seed=10 + k)
+        keep = jets.labels == min(k, 1)
+        jets = JetArrays(jets.p4[keep], jets.mask[keep], np.full(int(keep.sum()), k), jets.scalars[keep],
+                         jets.class_names, jets.scalar_names)
+        path = tmp_path / f"{name}_000.root"
+        write_jetclass_like(path, jets, classes=("QCD", "Tbqq", "Wqq"))
+        paths.append(str(path))
+    run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{','.join(paths)}]",
+                "data.classes=[QCD,Tbqq,Wqq]", "train.epochs=1")
+    _, runs = _runs(tmp_path)
+    m = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data.metrics
+    assert {"test_auc_Tbqq", "test_auc_Wqq", "test_rej50_Tbqq", "test_rej50_Wqq", "test_acc"} <= set(m)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from softsym.data.errors import DataError
 from softsym.data.jets import JetArrays
 from softsym.data.loader import InMemoryLoader
 from softsym.data.reader import ReadSummary, read_jets
 from softsym.data.splits import split_indices
+from softsym.data.streaming import StreamingJetLoader, StreamPlan
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,65 @@ def load_splits(paths: Sequence[str], *, tree: str = "tree", branches: Mapping[s
                                 max_jets_per_class=max_jets_per_class, progress=progress)
     train, val, test = split_indices(arrays.labels, fractions=tuple(fractions), seed=seed)
     return DatasetSplits(arrays.subset(train), arrays.subset(val), arrays.subset(test), summary)
+
+
+class _OnDevice:
+    """A streaming loader whose batches are moved to ``device``."""
+
+    def __init__(self, loader: StreamingJetLoader, device) -> None:
+        self.loader, self.device = loader, device
+        self.n_jets, self.class_names, self.scalar_names = loader.n_jets, loader.class_names, loader.scalar_names
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch.to(self.device)
+
+
+@dataclass(frozen=True)
+class StreamingSplits:
+    """Train/val/test streamed from the files (``data.stream``): the interface of ``DatasetSplits``."""
+
+    plan: StreamPlan
+    loader_workers: int = 0
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.plan.classes
+
+    @property
+    def scalar_names(self) -> tuple[str, ...]:
+        return self.plan.scalar_names
+
+    def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
+               rank: int = 0, world_size: int = 1) -> _OnDevice:
+        """``seed`` is the plan's (the split and shuffle seed are fixed when the plan is made)."""
+        if world_size > 1:
+            raise DataError("train.strategy=ddp reads data in memory; set data.stream=false")
+        return _OnDevice(StreamingJetLoader(self.plan, split, batch_size=batch_size, shuffle=shuffle,
+                                            loader_workers=self.loader_workers), device)
+
+    def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
+        """The first ``max_jets`` jets of a split (file order) in memory, e.g. a fixed evaluation set."""
+        parts, n = [], 0
+        for batch in StreamingJetLoader(self.plan, split, batch_size=4096, shuffle=False):
+            parts.append(JetArrays(batch.p4.numpy(), batch.mask.numpy(), batch.labels.numpy(), batch.scalars.numpy(),
+                                   self.class_names, self.scalar_names))
+            n += len(batch)
+            if max_jets is not None and n >= max_jets:
+                break
+        arrays = JetArrays.concatenate(parts)
+        return arrays if max_jets is None else arrays.subset(slice(0, max_jets))
+
+    def metrics(self) -> dict[str, float]:
+        counts = {split: self.plan.n_jets_per_class(split) for split in ("train", "val", "test")}
+        out = {f"data_n_{split}": float(sum(c.values())) for split, c in counts.items()}
+        background = self.class_names[0]
+        total = sum(out.values())
+        out["data_signal_frac"] = sum(sum(c.values()) - c[background] for c in counts.values()) / max(total, 1)
+        for split, c in counts.items():
+            out[f"data_signal_frac_{split}"] = (sum(c.values()) - c[background]) / max(sum(c.values()), 1)
+        out["data_streamed"] = 1.0
+        return out

@@ -6,8 +6,9 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
-from softsym.data.dataset import DatasetSplits, load_splits
+from softsym.data.dataset import DatasetSplits, StreamingSplits, load_splits
 from softsym.data.errors import DataError
+from softsym.data.streaming import plan_stream, should_stream
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,22 @@ def resolve_paths(cfg: DictConfig, progress: bool) -> list[str]:
     raise DataError(f"data.source {data.source!r} is unknown; expected 'pythia' or 'files'")
 
 
-def load_dataset(cfg: DictConfig, *, progress: bool) -> DatasetSplits:
+def load_dataset(cfg: DictConfig, *, progress: bool) -> DatasetSplits | StreamingSplits:
+    """In memory by default; streamed from the files when ``data.stream`` says so (``auto``: when the
+    selection would exceed ``data.memory_budget_gb``)."""
     data = cfg.data
     branches = OmegaConf.to_container(data.branches, resolve=True) if data.branches else None
-    return load_splits(
-        resolve_paths(cfg, progress), tree=data.tree, branches=branches, classes=list(data.classes),
-        max_particles=data.max_particles, max_jets_per_class=data.max_jets_per_class,
-        fractions=list(data.splits), seed=cfg.seed, progress=progress,
-    )
+    paths = resolve_paths(cfg, progress)
+    options = dict(tree=data.tree, branches=branches, classes=list(data.classes), max_particles=data.max_particles,
+                   max_jets_per_class=data.max_jets_per_class, fractions=list(data.splits), seed=cfg.seed,
+                   progress=progress)
+    stream = should_stream(paths, stream=data.stream, memory_budget_gb=data.memory_budget_gb, tree=data.tree,
+                           max_particles=data.max_particles, n_classes=len(data.classes),
+                           max_jets_per_class=data.max_jets_per_class)
+    if stream:
+        log.info("streaming the data from %d files (data.stream=%s)", len(paths), data.stream)
+        return StreamingSplits(plan_stream(paths, **options), loader_workers=data.loader_workers)
+    return load_splits(paths, **options)
 
 
 def run(cfg: DictConfig, ctx) -> None:
