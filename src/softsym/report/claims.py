@@ -46,15 +46,20 @@ STATIC_CLAIMS = (
 
 
 def claims_for(columns) -> list[Claim]:
-    """The static claims plus one robustness claim per perturbation found (``robust_<p>_aurc``)."""
-    robust = sorted(c for c in columns if c.startswith("robust_") and c.endswith("_aurc"))
-    extra = [Claim("robustness", c, +1, f"higher area under the {c[7:-5]} robustness curve") for c in robust]
+    """The static claims plus one robustness claim per perturbation found (``robust_<p>_loss``)."""
+    robust = sorted(c for c in columns if c.startswith("robust_") and c.endswith("_loss"))
+    extra = [Claim("robustness", c, -1, f"smaller mean AUC loss under {c[7:-5]}") for c in robust]
     return [c for c in STATIC_CLAIMS if c.metric in columns] + extra
 
 
 def with_group_columns(runs: pd.DataFrame) -> pd.DataFrame:
-    """Normalise λ to float and call every λ = 0 run the baseline (``penalty = none``)."""
+    """Normalise λ to float, call every λ = 0 run the baseline (``penalty = none``), and add the robustness
+    loss ``robust_<p>_loss = test_auc − robust_<p>_aurc``: how much AUC the perturbation costs on average over
+    its strength grid, so a claim about robustness is not a claim about clean accuracy in disguise."""
     runs = runs.copy()
+    if "test_auc" in runs:
+        for column in [c for c in runs.columns if c.startswith("robust_") and c.endswith("_aurc")]:
+            runs[column[:-5] + "_loss"] = runs["test_auc"] - runs[column]
     runs["lambda"] = pd.to_numeric(runs["lambda"], errors="coerce").fillna(0.0)
     runs.loc[runs["lambda"] == 0.0, "penalty"] = "none"
     runs.loc[runs["penalty"] == "none", "lambda"] = 0.0
