@@ -37,6 +37,8 @@ STATIC_CLAIMS = (
     Claim("simplicity", "hessian_trace", -1, "smaller Hessian trace (flatter minimum)"),
     Claim("simplicity", "hessian_top_eig", -1, "smaller top Hessian eigenvalue"),
     Claim("simplicity", "hessian_near_zero_frac", +1, "more near-zero Hessian eigenvalues"),
+    Claim("simplicity", "hessian_eff_dim", -1, "fewer effective parameters (Σ λ/(λ+z))"),
+    Claim("simplicity", "hessian_goldstone_excess", +1, "symmetry directions deeper in the near-zero eigenspace"),
     Claim("simplicity", "geometric_complexity", -1, "lower geometric complexity"),
     Claim("simplicity", "compressed_bits", -1, "fewer bits to keep AUC within 1%"),
     Claim("distillation", "student_agreement", +1, "higher student–teacher agreement"),

@@ -27,6 +27,7 @@ from softsym.report.collect import download_npz, parent_runs
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 HEADLINE = ("test_auc", "test_rej30", "test_rej50", "gap_auc", "symmetry_violation", "hessian_top_eig",
             "hessian_trace", "hessian_near_zero_frac", "hessian_eff_dim", "hessian_goldstone_overlap",
+            "hessian_goldstone_excess",
             "geometric_complexity", "compressed_bits", "student_auc", "student_agreement", "student_kl",
             "student_steps_to_95")
 VERDICT_RULE = (
