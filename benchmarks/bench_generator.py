@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import machine_info, write_result
+
 ROOT_DIR = Path(__file__).resolve().parents[1]
 RESULT = ROOT_DIR / "benchmarks" / "results" / "generator.json"
 
@@ -163,15 +165,10 @@ def main() -> None:
         "target": "efficiency >= 0.8 (our overhead beyond pythia.next() <= 25%)",
         "scaling": scaling(args.scaling_jets),
         "mpi_cost": mpi_cost(config, 100),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-                    "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {**machine_info(load_before), "cpu": cpu_model()},
         "command": " ".join(["python", "benchmarks/bench_generator.py", *sys.argv[1:]]),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULT)
+    write_result(RESULT, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {RESULT}")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import machine_info, write_result
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 CACHE = ROOT_DIR / "data" / "cache" / "bench"
@@ -207,15 +207,10 @@ def main() -> None:
         "peak_rss_mb": {k: round(v, 1) if k != "ratio_8x_to_1x" else round(v, 3) for k, v in rss.items()},
         "files": {"throughput": files if args.files else len(files), "rss_1x": 2, "rss_8x": 2 * N_PAIRS,
                   "jets_per_file": None if args.files else args.jets_per_file},
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_info(load_before),
         "command": " ".join(["python", "benchmarks/bench_loader.py", *sys.argv[1:]]),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULT)
+    write_result(RESULT, result)
     print(f"wrote {RESULT}")
 
 

@@ -9,14 +9,12 @@ symmetry × form, and the ratio to the unpenalised step.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from common import RESULTS, machine_info, write_result
 
 from softsym.data.synthetic import synthetic_jets
 from softsym.models import build_model
@@ -65,11 +63,9 @@ def main() -> None:
         print(f"{symmetry:9s} {'inf. 1/4 batch':13s} {s * 1e3:7.2f} ms/step  {s / base:5.2f}x")
     print(f"{'none':23s} {base * 1e3:7.2f} ms/step")
     out = {"results": results, "batch": args.batch, "particles": args.particles, "threads": args.threads,
-           "size": args.size, "n_params": model.n_params, "machine": platform.processor() or platform.machine(),
+           "size": args.size, "n_params": model.n_params, "machine": machine_info(),
            "torch": torch.__version__, "command": " ".join(["python", *sys.argv])}
-    path = Path(__file__).parent / "results" / "penalty.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    write_result(RESULTS / "penalty.json", out)
 
 
 if __name__ == "__main__":
