@@ -1,0 +1,197 @@
+"""Compressibility: how far a trained tagger can be pruned or quantised before its AUC drops.
+
+- Global magnitude pruning: the fraction ``s`` of all weight-matrix entries (parameters with ≥ 2 dims;
+  biases and norms are kept) with the smallest |w| are set to zero, one threshold across layers; no
+  retraining unless a ``finetune(model, masks)`` hook is given (it should keep pruned weights at zero,
+  e.g. by calling ``apply_masks`` after every optimiser step).
+- Post-training quantisation: weight matrices rounded to a symmetric uniform grid of 2^b − 1 levels,
+  per tensor (one scale) or per output channel (a scale per row); biases stay float32.
+- Size in bits: dense float32 = 32·n. Pruned: 32 bits per kept weight + a 1-bit mask per weight-matrix
+  entry, or dense if smaller. Quantised: b bits per weight entry + 32 bits per scale. Pruned and quantised
+  (``combine``): b bits per kept weight + the mask + scales. Other parameters: 32 bits each.
+- ``compressed_bits``: the smallest size among the original and every evaluated configuration whose AUC
+  is at least (1 − tolerance) × the original AUC (tolerance 0.01: "within 1%").
+The caller's model is never modified: every configuration is applied to a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm.auto import tqdm
+
+from softsym.models.base import logits_from_p4
+from softsym.training.metrics import probabilities
+
+FineTune = Callable[[nn.Module, dict[str, torch.Tensor]], None]
+
+
+@torch.no_grad()
+def evaluate_auc(model: nn.Module, batches: Iterable) -> float:
+    """AUC of signal vs background (class 0 = background; several classes: 'any signal', 1 − p_0)."""
+    was_training = model.training
+    model.eval()
+    labels, scores = [], []
+    try:
+        for batch in batches:
+            probs = probabilities(logits_from_p4(model, batch.p4, batch.mask, batch.scalars))
+            labels.append(batch.labels.cpu().numpy())
+            scores.append((1 - probs[:, 0]).cpu().numpy())
+    finally:
+        model.train(was_training)
+    y = np.concatenate(labels) != 0
+    if y.all() or not y.any():
+        raise ValueError("AUC needs both signal and background jets in the evaluation set")
+    return float(roc_auc_score(y, np.concatenate(scores)))
+
+
+def weight_names(model: nn.Module) -> list[str]:
+    """Parameters that are pruned / quantised: those with at least 2 dimensions (weight matrices)."""
+    return [n for n, p in model.named_parameters() if p.dim() >= 2]
+
+
+def magnitude_prune(model: nn.Module, sparsity: float) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """(pruned copy, keep-masks by parameter name): exactly round(s·N) smallest-|w| weight entries zeroed."""
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    pruned = copy.deepcopy(model)
+    named = dict(pruned.named_parameters())
+    names = weight_names(pruned)
+    flat = torch.cat([named[n].detach().abs().reshape(-1) for n in names])
+    n_prune = int(round(sparsity * flat.numel()))
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if n_prune > 0:
+        keep[torch.topk(flat, n_prune, largest=False).indices] = False
+    masks, offset = {}, 0
+    for n in names:
+        numel = named[n].numel()
+        masks[n] = keep[offset:offset + numel].view_as(named[n])
+        offset += numel
+    apply_masks(pruned, masks)
+    return pruned, masks
+
+
+def masked_finetune(train_loader, val_loader, *, epochs: int = 1, lr: float = 1e-4, seed: int = 0,
+                    progress: bool = False) -> FineTune:
+    """A ``finetune`` hook: ``epochs`` of the task loss with ``training.fit`` (AdamW), the pruning masks
+    re-applied after every step, so the fine-tuned copy keeps its sparsity."""
+    from softsym.training.loop import FitConfig, fit
+    from softsym.training.objective import penalised_objective
+
+    def run(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+        cfg = FitConfig(epochs=epochs, lr=lr, weight_decay=0.0, patience=epochs + 1, seed=seed, progress=progress)
+        fit(model, train_loader, val_loader, penalised_objective(None), cfg,
+            on_step=lambda step, m: apply_masks(m, masks))
+        apply_masks(model, masks)
+
+    return run
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the pruned entries (call after each fine-tuning step to keep them pruned)."""
+    named = dict(model.named_parameters())
+    for n, m in masks.items():
+        named[n].mul_(m.to(named[n].dtype))
+
+
+@torch.no_grad()
+def quantize_weights(model: nn.Module, bits: int, *, per_channel: bool = False) -> nn.Module:
+    """Copy of ``model`` with weight matrices on a symmetric uniform ``bits``-bit grid (zeros stay zero)."""
+    if bits < 2:
+        raise ValueError(f"need at least 2 bits, got {bits}")
+    qmax = 2 ** (bits - 1) - 1
+    out = copy.deepcopy(model)
+    named = dict(out.named_parameters())
+    for n in weight_names(out):
+        w = named[n]
+        if per_channel:
+            amax = w.abs().reshape(w.shape[0], -1).amax(1).view(-1, *([1] * (w.dim() - 1)))
+        else:
+            amax = w.abs().amax()
+        scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+        w.copy_(torch.clamp(torch.round(w / scale), -qmax, qmax) * scale)
+    return out
+
+
+def model_bits(model: nn.Module, *, sparsity: float = 0.0, bits: int | None = None,
+               per_channel: bool = False) -> int:
+    """Storage size in bits under the conventions of the module docstring."""
+    named = dict(model.named_parameters())
+    wn = set(weight_names(model))
+    n_w = sum(named[n].numel() for n in wn)
+    n_other = sum(p.numel() for n, p in named.items() if n not in wn)
+    value_bits = 32 if bits is None else bits
+    scales = 0 if bits is None else sum(named[n].shape[0] if per_channel else 1 for n in wn)
+    kept = n_w - int(round(sparsity * n_w))
+    dense = n_w * value_bits
+    sparse = kept * value_bits + n_w
+    return int(min(dense, sparse) + 32 * scales + 32 * n_other)
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    auc: float
+    prune_auc: dict[float, float]
+    quant_auc: dict[int, float]
+    combined_auc: dict[tuple[float, int], float]
+    sizes: dict[str, int]             # configuration label -> bits
+    aucs: dict[str, float]            # configuration label -> AUC
+    original_bits: int
+    compressed_bits: int
+    compressed_config: str
+    tolerance: float
+    per_channel: bool = False
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        out = {"compress_auc_original": self.auc, "compressed_bits": float(self.compressed_bits),
+               "compression_ratio": self.original_bits / max(self.compressed_bits, 1)}
+        out.update({f"prune_auc_at_{s:g}": v for s, v in self.prune_auc.items()})
+        out.update({f"quant_auc_{b}bit": v for b, v in self.quant_auc.items()})
+        return out
+
+
+def compressibility(model: nn.Module, batches: Iterable, *,
+                    sparsities: Sequence[float] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95),
+                    bits: Sequence[int] = (8, 6, 4), per_channel: bool = False, tolerance: float = 0.01,
+                    combine: bool = True, finetune: FineTune | None = None,
+                    progress: bool = False) -> CompressionResult:
+    """AUC after pruning at each sparsity, after quantisation at each bit width (and both, with ``combine``),
+    and ``compressed_bits``. ``batches`` is the evaluation set (e.g. the test jets)."""
+    batches = list(batches)
+    auc0 = evaluate_auc(model, batches)
+    original = model_bits(model)
+    sizes, aucs = {"original": original}, {"original": auc0}
+    prune_auc, quant_auc, combined = {}, {}, {}
+    configs = [(float(s), None) for s in sparsities] + [(0.0, int(b)) for b in bits]
+    if combine:
+        configs += [(float(s), int(b)) for s, b in itertools.product(sparsities, bits) if s > 0]
+    for s, b in tqdm(configs, desc="compress", disable=not progress, leave=False):
+        candidate, masks = magnitude_prune(model, s) if s > 0 else (copy.deepcopy(model), {})
+        if s > 0 and finetune is not None:
+            finetune(candidate, masks)
+            apply_masks(candidate, masks)
+        if b is not None:
+            candidate = quantize_weights(candidate, b, per_channel=per_channel)
+        auc = evaluate_auc(candidate, batches)
+        label = f"prune{s:g}" if b is None else (f"quant{b}bit" if s == 0 else f"prune{s:g}+quant{b}bit")
+        sizes[label] = model_bits(model, sparsity=s, bits=b, per_channel=per_channel)
+        aucs[label] = auc
+        if b is None:
+            prune_auc[s] = auc
+        elif s == 0:
+            quant_auc[b] = auc
+        else:
+            combined[(s, b)] = auc
+    ok = [label for label in sizes if aucs[label] >= (1 - tolerance) * auc0]
+    best = min(ok, key=lambda label: sizes[label])
+    return CompressionResult(auc0, prune_auc, quant_auc, combined, sizes, aucs, original, sizes[best], best,
+                             tolerance, per_channel)
