@@ -7,7 +7,7 @@ EXPERIMENT ?= paper
 JOBS ?= 2
 PORT ?= 5000
 
-.PHONY: setup test lint data reproduce sweep report ui mlflow-server bench bench-hessian bench-loader bench-generator bench-models clean
+.PHONY: setup test lint data reproduce sweep report ui mlflow-server bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
 
 setup: $(STAMP)
 
@@ -53,7 +53,7 @@ mlflow-server: setup
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(PORT) --workers 2 \
 	  --backend-store-uri sqlite:///$(CURDIR)/mlflow-server.db --artifacts-destination $(CURDIR)/mlartifacts
 
-bench: bench-generator bench-loader bench-models bench-hessian
+bench: bench-generator bench-loader bench-models bench-penalty bench-hessian
 
 bench-generator: setup
 	$(BIN)/python benchmarks/bench_generator.py
@@ -64,8 +64,16 @@ bench-loader: setup
 bench-models: setup
 	$(BIN)/python benchmarks/bench_models.py
 
+# The peers it measures against. curvlinops would pull a CUDA torch through backpack/torchvision: --no-deps.
+HESSIAN_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 einops==0.8.2 einconv==0.1.0 linear_operator==0.6.1 \
+	opt-einsum==3.4.0 unfoldNd==0.2.3 hessian-eigenthings==1.0.0a5
+
 bench-hessian: setup
+	$(BIN)/python -m pip install -q --no-deps $(HESSIAN_PEERS)
 	$(BIN)/python benchmarks/bench_hessian.py
+
+bench-penalty: setup
+	$(BIN)/python benchmarks/bench_penalty.py
 
 clean:
 	rm -rf outputs multirun reports .pytest_cache
