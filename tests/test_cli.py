@@ -193,3 +193,25 @@ def test_multiclass_selection_logs_per_class_metrics(tmp_path):
     _, runs = _runs(tmp_path)
     m = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data.metrics
     assert {"test_auc_Tbqq", "test_auc_Wqq", "test_rej50_Tbqq", "test_rej50_Wqq", "test_acc"} <= set(m)
+
+
+def test_all_five_stages_log_their_metrics_and_plots(tmp_path, jetclass_file):
+    run_softsym(tmp_path, "data=jetclass", f"data.paths=[{jetclass_file}]", "penalty=rotation", "train.epochs=1",
+                "complexity.eval_jets=32", "complexity.hessian.k=4", "complexity.hessian.k_bottom=2",
+                "complexity.hessian.trace_matvecs=12", "complexity.hessian.slq_probes=1",
+                "complexity.hessian.slq_steps=12", "complexity.goldstone.quadrature_steps=6",
+                "complexity.compress.sparsities=[0.0,0.5]", "complexity.compress.bits=[8]",
+                "~robustness.perturbations.pgd", "~robustness.perturbations.fgsm",
+                "robustness.perturbations.rotation.strengths=[0.0,0.5]", "distill.epochs=1", "distill.eval_every=2")
+    client, runs = _runs(tmp_path)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED"
+    m = parent.data.metrics
+    expected = {"hessian_top_eig", "hessian_trace", "hessian_trace_se", "hessian_near_zero_frac", "hessian_neg_frac",
+                "hessian_eff_dim", "hessian_goldstone_overlap", "geometric_complexity", "prune_auc_at_0.5",
+                "quant_auc_8bit", "compressed_bits", "robust_rotation_auc_0.5", "robust_rotation_aurc",
+                "robust_boost_auc_0.5", "student_auc", "student_agreement", "student_kl", "student_steps_to_95"}
+    assert expected <= set(m), expected - set(m)
+    assert m["robust_rotation_auc_0"] == pytest.approx(m["test_auc"])  # strength 0 is the clean test set
+    curves = {a.path for a in client.list_artifacts(parent.info.run_id, "curves")}
+    assert {"curves/test_scores.npz", "curves/hessian_spectrum.npz", "curves/distill_curve.npz"} <= curves
