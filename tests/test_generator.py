@@ -186,6 +186,13 @@ def test_a_killed_generation_leaves_no_partial_file_and_resumes(tmp_path):
     finally:
         os.killpg(child.pid, signal.SIGKILL)  # the parent and its two workers, mid-way
         child.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the workers die asynchronously (and only then drop their locks)
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     cache = next(tmp_path.glob("pythia-*"))
     finished = sorted(cache.glob("*.root"))
     assert 1 <= len(finished) < 4
