@@ -175,24 +175,28 @@ def test_trains_on_every_file_form_one_process_per_file(tmp_path, form, stream):
         assert abs(m[f"data_signal_frac_{split}"] - m["data_signal_frac"]) <= 0.05
 
 
-def test_multiclass_selection_logs_per_class_metrics(tmp_path):
+JETCLASS_CLASSES = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl")
+
+
+def test_ten_class_selection_logs_per_class_metrics(tmp_path):
     from softsym.data.jets import JetArrays
     from softsym.data.synthetic import synthetic_jets
 
     paths = []
-    for k, name in enumerate(("QCD", "Tbqq", "Wqq")):  # one process per file, as in JetClass
-        jets = synthetic_jets(60, max_particles=24, seed=10 + k)
+    for k, name in enumerate(JETCLASS_CLASSES):  # one process per file, as in JetClass
+        jets = synthetic_jets(30, max_particles=24, seed=10 + k)
         keep = jets.labels == min(k, 1)
         jets = JetArrays(jets.p4[keep], jets.mask[keep], np.full(int(keep.sum()), k), jets.scalars[keep],
                          jets.class_names, jets.scalar_names)
         path = tmp_path / f"{name}_000.root"
-        write_jetclass_like(path, jets, classes=("QCD", "Tbqq", "Wqq"))
+        write_jetclass_like(path, jets, classes=JETCLASS_CLASSES)
         paths.append(str(path))
     run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{','.join(paths)}]",
-                "data.classes=[QCD,Tbqq,Wqq]", "train.epochs=1")
+                f"data.classes=[{','.join(JETCLASS_CLASSES)}]", "train.epochs=1")
     _, runs = _runs(tmp_path)
     m = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data.metrics
-    assert {"test_auc_Tbqq", "test_auc_Wqq", "test_rej50_Tbqq", "test_rej50_Wqq", "test_acc"} <= set(m)
+    assert {f"test_auc_{c}" for c in JETCLASS_CLASSES[1:]} <= set(m)
+    assert {"test_rej50_Tbqq", "test_rej99_Hqql", "test_rej50_Wqq", "test_acc"} <= set(m)
 
 
 def test_all_five_stages_log_their_metrics_and_plots(tmp_path, jetclass_file):
