@@ -7,7 +7,7 @@ EXPERIMENT ?= paper
 JOBS ?= 2
 PORT ?= 5000
 
-.PHONY: setup test lint data reproduce sweep report ui mlflow-server bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
+.PHONY: setup test lint data reproduce sweep report ui mlflow-server mlflow-server-postgres bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,13 @@ mlflow-server: setup
 	@echo "MLflow tracking server: http://127.0.0.1:$(PORT)"
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(PORT) --workers 2 \
 	  --backend-store-uri sqlite:///$(CURDIR)/mlflow-server.db --artifacts-destination $(CURDIR)/mlartifacts
+
+# The multi-user backend: a local PostgreSQL (data/postgres, 127.0.0.1:5433) behind the same server.
+mlflow-server-postgres: setup
+	$(BIN)/python -m pip install -q psycopg2-binary==2.9.13
+	@uri=$$(scripts/postgres_tracking.sh start) && echo "backend $$uri; MLflow tracking server: http://127.0.0.1:$(PORT)" && \
+	$(BIN)/mlflow server --host 127.0.0.1 --port $(PORT) --workers 2 --backend-store-uri $$uri \
+	  --artifacts-destination $(CURDIR)/mlartifacts
 
 bench: bench-generator bench-loader bench-models bench-penalty bench-hessian
 
