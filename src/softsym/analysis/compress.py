@@ -21,35 +21,23 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from softsym.models.base import logits_from_p4
-from softsym.training.metrics import probabilities
+from softsym.training.predict import predict
 
 FineTune = Callable[[nn.Module, dict[str, torch.Tensor]], None]
 
 
-@torch.no_grad()
 def evaluate_auc(model: nn.Module, batches: Iterable) -> float:
     """AUC of signal vs background (class 0 = background; several classes: 'any signal', 1 − p_0)."""
-    was_training = model.training
-    model.eval()
-    labels, scores = [], []
-    try:
-        for batch in batches:
-            probs = probabilities(logits_from_p4(model, batch.p4, batch.mask, batch.scalars))
-            labels.append(batch.labels.cpu().numpy())
-            scores.append((1 - probs[:, 0]).cpu().numpy())
-    finally:
-        model.train(was_training)
-    y = np.concatenate(labels) != 0
+    labels, probs = predict(model, batches)
+    y = labels != 0
     if y.all() or not y.any():
         raise ValueError("AUC needs both signal and background jets in the evaluation set")
-    return float(roc_auc_score(y, np.concatenate(scores)))
+    return float(roc_auc_score(y, 1 - probs[:, 0]))
 
 
 def weight_names(model: nn.Module) -> list[str]:

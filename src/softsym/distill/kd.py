@@ -37,6 +37,7 @@ from softsym.models import JetModel, build_model, logits_from_p4
 from softsym.robustness.evaluate import PerturbationScan, RobustnessResult, evaluate_robustness, signal_score
 from softsym.training.loop import FitConfig, FitResult, LossFn, fit
 from softsym.training.metrics import binary_metrics, task_loss
+from softsym.training.predict import predict_logits
 
 ComplexityFn = Callable[[nn.Module, Iterable[JetBatch]], float]
 
@@ -111,19 +112,7 @@ def build_student(name: str, *, n_features: int, n_classes: int, seed: int, **si
         return build_model(name, n_features=n_features, n_classes=n_classes, **sizes)
 
 
-@torch.no_grad()
-def collect_logits(model: nn.Module, batches: Iterable[JetBatch]) -> tuple[torch.Tensor, np.ndarray]:
-    """``(logits [N, O] on the CPU, labels [N])`` of ``model`` in eval mode; the mode is restored after."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logits, labels = [], []
-    for batch in batches:
-        batch = batch.to(device)
-        logits.append(logits_from_p4(model, batch.p4, batch.mask, batch.scalars).cpu())
-        labels.append(batch.labels.cpu().numpy())
-    model.train(was_training)
-    return torch.cat(logits), np.concatenate(labels)
+collect_logits = predict_logits  # (logits, labels) of a model over batches, mode restored
 
 
 def working_point_decisions(scores: np.ndarray, is_signal: np.ndarray,

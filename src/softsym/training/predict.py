@@ -1,4 +1,4 @@
-"""Inference over batches: labels and class probabilities as numpy arrays."""
+"""Inference over batches: the one loop that turns a model and jets into logits, labels and probabilities."""
 
 from __future__ import annotations
 
@@ -14,12 +14,23 @@ from softsym.training.metrics import probabilities
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[JetBatch]) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels [N], probabilities [N, C])`` of ``model`` (in eval mode) over ``batches``."""
+def predict_logits(model: nn.Module, batches: Iterable[JetBatch]) -> tuple[torch.Tensor, np.ndarray]:
+    """``(logits [N, O] on the CPU, labels [N])`` of ``model`` in eval mode; its mode is restored after."""
+    was_training = model.training
     model.eval()
-    labels, probs = [], []
-    for batch in batches:
-        logits = logits_from_p4(model, batch.p4, batch.mask, batch.scalars)
-        labels.append(batch.labels.cpu().numpy())
-        probs.append(probabilities(logits).cpu().numpy())
-    return np.concatenate(labels), np.concatenate(probs)
+    device = next(model.parameters()).device
+    logits, labels = [], []
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            logits.append(logits_from_p4(model, batch.p4, batch.mask, batch.scalars).cpu())
+            labels.append(batch.labels.cpu().numpy())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), np.concatenate(labels)
+
+
+def predict(model: nn.Module, batches: Iterable[JetBatch]) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels [N], probabilities [N, C])`` of ``model`` over ``batches``."""
+    logits, labels = predict_logits(model, batches)
+    return labels, probabilities(logits).numpy()
