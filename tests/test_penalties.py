@@ -75,6 +75,77 @@ def test_penalty_gradients_reach_parameters(batch):
     assert model.head[-1].bias.grad is None  # a constant shift of the output never breaks a symmetry
 
 
+SMALL_AND_NARROW = dict(phi_sizes=[16, 16], latent_dim=8, head_sizes=[16])
+WIDE_LATENT = dict(phi_sizes=[20, 24], latent_dim=64, head_sizes=[40, 40])  # narrow layers inside Φ and F
+
+
+def _generic_penalty(model, batch, symmetry):
+    """The autograd path every other model takes: reverse-over-reverse through features and network."""
+    from softsym.penalties import generator_derivatives
+
+    generators, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
+    logits, derivatives = generator_derivatives(model, batch, generators, mode="reverse")
+    return logits, derivatives.square().sum((0, 2)).mean()
+
+
+def _gradients(model, logits, value, task_weight, penalty_weight):
+    from softsym.training.metrics import task_loss
+
+    model.zero_grad(set_to_none=True)
+    loss = penalty_weight * value
+    if task_weight:
+        loss = loss + task_weight * task_loss(logits, labels_for(logits))
+    loss.backward()
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+def labels_for(logits):
+    return (torch.arange(len(logits)) % 2).to(logits.dtype)
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "boost", "lorentz"])
+@pytest.mark.parametrize("sizes", [SMALL_AND_NARROW, WIDE_LATENT])
+def test_hand_written_pfn_penalty_equals_autograd(batch, symmetry, sizes):
+    """The PFN's exact fast path: same logits, penalty and parameter gradients as double backward."""
+    from softsym.penalties.deep_sets import supports_deep_sets_penalty
+    from softsym.penalties.symmetry import infinitesimal_penalty
+
+    torch.manual_seed(1)
+    model = build_model("pfn", n_features=batch.scalars.shape[-1] + 7, n_classes=2, **sizes).double()
+    assert supports_deep_sets_penalty(model)
+    for task_weight, penalty_weight in [(1.0, 0.7), (0.0, 1.0), (1.0, 0.0)]:
+        fast_logits, fast_value = infinitesimal_penalty(model, batch, symmetry)
+        slow_logits, slow_value = _generic_penalty(model, batch, symmetry)
+        assert torch.allclose(fast_logits, slow_logits, rtol=1e-12, atol=1e-12)
+        assert float(fast_value) == pytest.approx(float(slow_value), rel=1e-10)
+        fast = _gradients(model, fast_logits, fast_value, task_weight, penalty_weight)
+        slow = _gradients(model, slow_logits, slow_value, task_weight, penalty_weight)
+        for f, s in zip(fast, slow, strict=True):
+            assert torch.allclose(f, s, rtol=1e-9, atol=1e-12), (task_weight, penalty_weight)
+
+
+def test_hand_written_penalty_refuses_a_second_backward(batch):
+    """Its backward reuses saved buffers: a retained graph must fail loudly, never give wrong numbers."""
+    from softsym.penalties.symmetry import infinitesimal_penalty
+
+    model = build_model("pfn", n_features=8, n_classes=2).double()
+    logits, value = infinitesimal_penalty(model, batch, "boost")
+    (logits.sum() + value).backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (logits.sum() + value).backward()
+
+
+def test_fast_path_is_taken_only_where_it_is_exact():
+    from softsym.penalties.deep_sets import supports_deep_sets_penalty
+
+    assert supports_deep_sets_penalty(build_model("pfn", n_features=8, n_classes=2))
+    assert not supports_deep_sets_penalty(build_model("pfn", n_features=8, n_classes=10))  # C outputs
+    assert not supports_deep_sets_penalty(build_model("particlenet", n_features=8, n_classes=2))
+    with_dropout = build_model("pfn", n_features=8, n_classes=2)
+    with_dropout.head.insert(1, nn.Dropout(0.1))
+    assert not supports_deep_sets_penalty(with_dropout)
+
+
 def test_symmetry_violation_is_batch_size_weighted(batch):
     torch.manual_seed(0)
     model = build_model("pfn", n_features=8, n_classes=2).double()

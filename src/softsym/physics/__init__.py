@@ -1,6 +1,14 @@
 """Four-vectors, Lorentz generators and group elements, and jet features computed from 4-vectors."""
 
-from softsym.physics.features import KINEMATIC_FEATURES, N_KINEMATIC, compute_features, jet_p4, pt_eta_phi
+from softsym.physics.features import (
+    KINEMATIC_FEATURES,
+    N_KINEMATIC,
+    FeatureJacobian,
+    compute_features,
+    feature_jacobian,
+    jet_p4,
+    pt_eta_phi,
+)
 from softsym.physics.lorentz import (
     act,
     axis_boost_generator,
@@ -14,6 +22,6 @@ from softsym.physics.lorentz import (
 
 __all__ = [
     "KINEMATIC_FEATURES", "N_KINEMATIC", "act", "axis_boost_generator", "axis_rotation_generator",
-    "compute_features", "exp_generator", "invariant_mass", "jet_axis", "jet_p4", "lorentz_generators",
-    "minkowski_dot", "pt_eta_phi",
+    "FeatureJacobian", "compute_features", "exp_generator", "feature_jacobian", "invariant_mass", "jet_axis", "jet_p4",
+    "lorentz_generators", "minkowski_dot", "pt_eta_phi",
 ]
