@@ -99,6 +99,24 @@ def test_two_workers_same_jets_as_none(plan):
                for b in workers)
 
 
+@pytest.mark.parametrize("loader_workers", [0, 2])
+def test_ddp_ranks_stream_disjoint_shares_of_the_split(plan, loader_workers):
+    """Under DDP each rank reads its own chunks; together the ranks see every jet of the epoch once."""
+    alone = jet_keys(np.concatenate([b.p4.numpy() for b in epoch(StreamingJetLoader(plan, "train", batch_size=16))]))
+    shares = []
+    for rank in range(2):
+        loader = StreamingJetLoader(plan, "train", batch_size=16, rank=rank, world_size=2,
+                                    loader_workers=loader_workers)
+        loader.set_epoch(3)
+        batches = epoch(loader)
+        assert batches and all(len(b) <= 8 for b in batches)  # the global batch of 16, halved
+        shares.append(set(jet_keys(np.concatenate([b.p4.numpy() for b in batches]))))
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(alone)
+    with pytest.raises(DataError, match="divisible by the 2 DDP processes"):
+        StreamingJetLoader(plan, "train", batch_size=15, rank=0, world_size=2)
+
+
 def test_loader_interface(plan):
     loader = StreamingJetLoader(plan, "val", batch_size=8)
     assert loader.class_names == ("QCD", "Tbqq") and len(loader.scalar_names) == 6

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softsym.data.errors import DataError
 from softsym.data.jets import JetArrays
 from softsym.data.loader import InMemoryLoader
 from softsym.data.reader import ReadSummary, read_jets
@@ -100,11 +99,11 @@ class StreamingSplits:
 
     def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
                rank: int = 0, world_size: int = 1) -> _OnDevice:
-        """``seed`` is the plan's (the split and shuffle seed are fixed when the plan is made)."""
-        if world_size > 1:
-            raise DataError("train.strategy=ddp reads data in memory; set data.stream=false")
+        """``seed`` is the plan's (the split and shuffle seed are fixed when the plan is made); under DDP each
+        rank streams its own share of the files (``StreamingJetLoader``)."""
         return _OnDevice(StreamingJetLoader(self.plan, split, batch_size=batch_size, shuffle=shuffle,
-                                            loader_workers=self.loader_workers), device)
+                                            loader_workers=self.loader_workers, rank=rank, world_size=world_size),
+                         device)
 
     def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
         """The first ``max_jets`` jets of a split (file order) in memory, e.g. a fixed evaluation set."""

@@ -11,7 +11,10 @@ without holding any jet. ``StreamingJetLoader`` then yields ``JetBatch`` objects
   different files, from which every batch draws at random, so a batch mixes files and classes even though
   JetClass holds one process per file;
 - every jet of the split is yielded exactly once per epoch (jets without constituents are dropped), and
-  memory is the buffer plus one chunk per worker, whatever the number of files.
+  memory is the buffer plus one chunk per worker, whatever the number of files;
+- under DDP (``rank``, ``world_size``) the files or chunks are dealt over every worker of every rank, so each
+  rank reads its own share of the data; ranks may then run a few more or fewer steps than each other, which
+  the training loop absorbs with DDP's ``join``.
 
 ``should_stream`` decides between this and the in-memory path from the entry counts and a memory budget.
 """
@@ -237,11 +240,12 @@ class JetStream(IterableDataset):
     """
 
     def __init__(self, plan: StreamPlan, split: str, *, batch_size: int, shuffle: bool, shuffle_buffer: int,
-                 drop_last: bool) -> None:
+                 drop_last: bool, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         if split not in SPLIT_NAMES:
             raise DataError(f"unknown split '{split}'; expected one of {', '.join(SPLIT_NAMES)}")
         self.plan, self.split_index = plan, SPLIT_NAMES.index(split)
+        self.rank, self.world_size = rank, world_size
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
@@ -285,11 +289,12 @@ class JetStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        reader = self.rank * n_workers + worker  # this process's place among all readers of all ranks
         n_slots = self._n_slots()
-        units = _worker_units(self.plan, self.epoch, self.shuffle, n_slots, worker, n_workers)
+        units = _worker_units(self.plan, self.epoch, self.shuffle, n_slots, reader, n_workers * self.world_size)
         if not units:
             return
-        rng = np.random.default_rng([self.plan.seed, self.epoch, worker, 1]) if self.shuffle else None
+        rng = np.random.default_rng([self.plan.seed, self.epoch, reader, 1]) if self.shuffle else None
         max_chunk = max(stop - start for _, start, stop in units)
         idle: list[_Slot] = []
         live: list[_Slot] = []
@@ -334,7 +339,9 @@ class StreamingJetLoader:
     """Batches of one split streamed from the files: the interface of the in-memory loader.
 
     Iterating yields ``JetBatch`` objects (CPU tensors); ``set_epoch`` reseeds the file order and the shuffle
-    (the train split is shuffled by default, val and test come in file order). ``n_jets`` counts the split's
+    (the train split is shuffled by default, val and test come in file order). With ``world_size > 1`` this
+    rank streams its share of the split in batches of ``batch_size / world_size`` jets (the global batch is
+    ``batch_size``, as for the in-memory loader). ``n_jets`` counts the split's
     jets with a selected label; the rare jets without constituents are dropped as they are read, so an epoch
     may yield slightly fewer. Memory: each of ``max(1, loader_workers)`` processes holds about
     ``shuffle_buffer`` padded jets (~5 kB each at 128 particles) plus one chunk being read.
@@ -342,19 +349,25 @@ class StreamingJetLoader:
 
     def __init__(self, plan: StreamPlan, split: str = "train", *, batch_size: int = 256,
                  shuffle: bool | None = None, loader_workers: int = 0, shuffle_buffer: int = 32_768,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise DataError(f"batch size must be a positive integer, got {batch_size}")
+        if batch_size % world_size:
+            raise DataError(f"train.batch_size={batch_size} must be divisible by the {world_size} DDP processes")
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} is outside the {world_size} DDP processes")
         if loader_workers < 0:
             raise DataError(f"data.loader_workers must be 0 or more, got {loader_workers}")
-        self.plan, self.split, self.batch_size = plan, split, batch_size
+        self.plan, self.split, self.batch_size = plan, split, batch_size // world_size
         self.loader_workers = loader_workers
-        self.dataset = JetStream(plan, split, batch_size=batch_size,
+        self.dataset = JetStream(plan, split, batch_size=self.batch_size,
                                  shuffle=split == "train" if shuffle is None else shuffle,
-                                 shuffle_buffer=shuffle_buffer, drop_last=drop_last)
+                                 shuffle_buffer=shuffle_buffer, drop_last=drop_last, rank=rank,
+                                 world_size=world_size)
 
     @property
     def n_jets(self) -> int:
+        """Jets of the whole split (all ranks together)."""
         return self.plan.n_jets(self.split)
 
     @property

@@ -10,6 +10,7 @@ batch order depends only on (seed, epoch) the resumed run ends with the same wei
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -132,21 +133,25 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
         sums: dict[str, float] = {}
         count = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-        for batch in bar:
-            loss, parts = loss_fn(model, batch, True)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            n = len(batch)
-            for name, value in {"loss": loss.detach(), **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * n
-            count += n
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if on_step is not None:
-                on_step(step, model)
+        # A streaming loader gives each DDP rank its own files, so ranks may run out of batches a step or two
+        # apart: join() lets the finished ones shadow the others' gradient all-reduces instead of hanging.
+        uneven = model.join() if isinstance(model, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()
+        with uneven:
+            for batch in bar:
+                loss, parts = loss_fn(model, batch, True)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                n = len(batch)
+                for name, value in {"loss": loss.detach(), **parts}.items():
+                    sums[name] = sums.get(name, 0.0) + float(value) * n
+                count += n
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                if on_step is not None:
+                    on_step(step, model)
         scheduler.step()
         val = evaluate_loss(model, val_loader, loss_fn)
         metrics = {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
