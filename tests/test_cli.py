@@ -137,15 +137,19 @@ def test_unreachable_tracking_server_fails_within_seconds_naming_the_uri(tmp_pat
     assert time.perf_counter() - start < 60  # interpreter start-up included; the check itself is 5 s at most
 
 
+def _torchrun_command(tmp_path: Path, port: int, *overrides: str) -> list[str]:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun), "--nproc_per_node=2", f"--master_port={port}", "-m", "softsym",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/run",
+            f"paths.checkpoints={tmp_path}/ckpt", "threads=1", "model.size=small", "data.max_particles=24",
+            "train.strategy=ddp", *overrides]
+
+
 def _torchrun(tmp_path: Path, port: int, *overrides: str) -> None:
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node=2", f"--master_port={port}", "-m", "softsym",
-           f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/run",
-           f"paths.checkpoints={tmp_path}/ckpt", "threads=1", "model.size=small", "data.max_particles=24",
-           "train.strategy=ddp", *overrides]
-    tmp_path.mkdir()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    tmp_path.mkdir(exist_ok=True)
+    proc = subprocess.run(_torchrun_command(tmp_path, port, *overrides), capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -165,6 +169,43 @@ def test_ddp_under_torchrun_matches_single_process(tmp_path, jetclass_file):
     assert len(client.get_metric_history(ddp.info.run_id, "val_loss")) == 2  # logged once per epoch
     _, single = _parent(tmp_path / "single")
     assert abs(ddp.data.metrics["test_auc"] - single.data.metrics["test_auc"]) <= 0.01
+
+
+def test_ddp_training_killed_after_an_epoch_resumes_to_the_same_result(tmp_path):
+    """SIGKILL of the whole torchrun group once rank 0 has written the first checkpoint, then
+    train.resume=true: every rank loads it and the run ends where the uninterrupted one does."""
+    import signal
+    import time
+
+    import torch
+
+    from softsym.data.synthetic import synthetic_jets
+
+    path = tmp_path / "jets.root"
+    write_jetclass_like(path, synthetic_jets(1500, max_particles=24, seed=8))  # ~30 steps per epoch
+    common = ["stages=[data,train]", "data=jetclass", f"data.paths=[{path}]", "penalty=lorentz", "train.epochs=3",
+              "train.batch_size=64", "train.patience=10"]
+    _torchrun(tmp_path / "straight", 29535, *common)
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_torchrun_command(killed, 29537, *common), env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((killed / "ckpt").rglob("last.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (checkpoint,) = (killed / "ckpt").rglob("last.pt")
+    assert torch.load(checkpoint, weights_only=False)["epoch"] < 2, "the run ended before it could be killed"
+
+    _torchrun(killed, 29539, *common, "train.resume=true")
+    _, straight = _parent(tmp_path / "straight")
+    client, runs = _runs(killed)
+    resumed = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.status == "FINISHED")
+    assert resumed.data.metrics["test_auc"] == pytest.approx(straight.data.metrics["test_auc"], abs=1e-9)
+    assert resumed.data.metrics["val_loss"] == pytest.approx(straight.data.metrics["val_loss"], rel=1e-6)
 
 
 def test_ddp_with_the_streaming_loader(tmp_path):
