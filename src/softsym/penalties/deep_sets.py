@@ -3,12 +3,13 @@
 For f(x) = F(Σ_i Φ(x_i)) with Φ and F made of Linear and ReLU layers and one output, ReLU's second
 derivative vanishes almost everywhere, which makes the penalised gradient cheap and still exact:
 
-- one adjoint pass a_l = ∂(Σ_b f_b)/∂s_l (s_l: pre-activations of layer l) gives ∇_x f, hence every
-  generator's derivative d_ab = ⟨∇_x f_b, u_ab⟩ with u_ab the feature tangent of generator a;
+- one adjoint pass a_l = ∂(Σ_b f_b)/∂s_l (s_l: pre-activations of layer l) gives ∇_x f, and through the
+  closed-form feature Jacobian ∇_p f, hence every generator's derivative d_ab = ⟨∇_p f_b, G_ab p_b⟩;
 - f is multilinear in the weights within an activation region, so ∂d_ab/∂W_l = Σ_i a_l,i ⊗ t_ab,l-1,i, where
   t is the tangent propagated forward with the primal ReLU masks, and the task loss's adjoint is ω_b a_l
   with ω_b = ∂L/∂f_b: the same adjoint serves the task loss and the penalty;
-- t is linear in u, so all generators together need one tangent pass, of ũ_b = Σ_a (∂L/∂d_ab) u_ab.
+- t is linear in the feature tangent u_ab of generator a, so all generators together need one tangent
+  pass, of ũ_b = Σ_a (∂L/∂d_ab) u_ab: the feature tangent of the single generator Σ_a (∂L/∂d_ab) G_ab.
 
 The gradient of task + λ·penalty then takes a forward pass, the adjoint pass, one tangent pass and one
 weight-gradient product per layer, ∂L/∂W_l = a_lᵀ (ω h_l-1 + t̃_l-1): four matrix products per layer
@@ -27,6 +28,7 @@ from softsym.physics.features import FeatureJacobian, compute_features, feature_
 
 Layers = tuple[tuple[nn.Linear, bool], ...]  # (linear layer, followed by a ReLU)
 
+
 def _relu_mask(grad: torch.Tensor, activation: torch.Tensor, *, in_place: bool) -> torch.Tensor:
     """grad · [activation > 0] in one pass with ReLU's own backward kernel; in place avoids a fresh buffer
     (whose page faults cost as much as the pass itself on this CPU)."""
@@ -36,9 +38,10 @@ def _relu_mask(grad: torch.Tensor, activation: torch.Tensor, *, in_place: bool) 
 
 
 def relu_layers(sequence: nn.Sequential) -> Layers | None:
-    """The (Linear, ReLU follows) pairs of a Linear/ReLU stack, or None if it holds any other module."""
+    """The (Linear, ReLU follows) pairs of a Linear/ReLU stack, or None if it holds any other module (or a
+    Linear without bias)."""
     modules = list(sequence)
-    if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in modules):
+    if not all(isinstance(m, nn.ReLU) or (isinstance(m, nn.Linear) and m.bias is not None) for m in modules):
         return None
     return tuple((m, i + 1 < len(modules) and isinstance(modules[i + 1], nn.ReLU))
                  for i, m in enumerate(modules) if isinstance(m, nn.Linear))
