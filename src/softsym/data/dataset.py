@@ -67,21 +67,6 @@ def load_splits(paths: Sequence[str], *, tree: str = "tree", branches: Mapping[s
     return DatasetSplits(arrays.subset(train), arrays.subset(val), arrays.subset(test), summary)
 
 
-class _OnDevice:
-    """A streaming loader whose batches are moved to ``device``."""
-
-    def __init__(self, loader: StreamingJetLoader, device) -> None:
-        self.loader, self.device = loader, device
-        self.n_jets, self.class_names, self.scalar_names = loader.n_jets, loader.class_names, loader.scalar_names
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield batch.to(self.device)
-
-
 @dataclass(frozen=True)
 class StreamingSplits:
     """Train/val/test streamed from the files (``data.stream``): the interface of ``DatasetSplits``."""
@@ -98,12 +83,11 @@ class StreamingSplits:
         return self.plan.scalar_names
 
     def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
-               rank: int = 0, world_size: int = 1) -> _OnDevice:
+               rank: int = 0, world_size: int = 1) -> StreamingJetLoader:
         """``seed`` is the plan's (the split and shuffle seed are fixed when the plan is made); under DDP each
         rank streams its own share of the files (``StreamingJetLoader``)."""
-        return _OnDevice(StreamingJetLoader(self.plan, split, batch_size=batch_size, shuffle=shuffle,
-                                            loader_workers=self.loader_workers, rank=rank, world_size=world_size),
-                         device)
+        return StreamingJetLoader(self.plan, split, batch_size=batch_size, shuffle=shuffle, device=device,
+                                  loader_workers=self.loader_workers, rank=rank, world_size=world_size)
 
     def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
         """The first ``max_jets`` jets of a split (file order) in memory, e.g. a fixed evaluation set."""

@@ -338,7 +338,7 @@ class JetStream(IterableDataset):
 class StreamingJetLoader:
     """Batches of one split streamed from the files: the interface of the in-memory loader.
 
-    Iterating yields ``JetBatch`` objects (CPU tensors); ``set_epoch`` reseeds the file order and the shuffle
+    Iterating yields ``JetBatch`` objects on ``device``; ``set_epoch`` reseeds the file order and the shuffle
     (the train split is shuffled by default, val and test come in file order). With ``world_size > 1`` this
     rank streams its share of the split in batches of ``batch_size / world_size`` jets (the global batch is
     ``batch_size``, as for the in-memory loader). ``n_jets`` counts the split's
@@ -349,7 +349,8 @@ class StreamingJetLoader:
 
     def __init__(self, plan: StreamPlan, split: str = "train", *, batch_size: int = 256,
                  shuffle: bool | None = None, loader_workers: int = 0, shuffle_buffer: int = 32_768,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu") -> None:
         if batch_size < 1:
             raise DataError(f"batch size must be a positive integer, got {batch_size}")
         if batch_size % world_size:
@@ -359,7 +360,7 @@ class StreamingJetLoader:
         if loader_workers < 0:
             raise DataError(f"data.loader_workers must be 0 or more, got {loader_workers}")
         self.plan, self.split, self.batch_size = plan, split, batch_size // world_size
-        self.loader_workers = loader_workers
+        self.loader_workers, self.device = loader_workers, device
         self.dataset = JetStream(plan, split, batch_size=self.batch_size,
                                  shuffle=split == "train" if shuffle is None else shuffle,
                                  shuffle_buffer=shuffle_buffer, drop_last=drop_last, rank=rank,
@@ -382,6 +383,10 @@ class StreamingJetLoader:
         self.dataset.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[JetBatch]:
+        for batch in self._cpu_batches():
+            yield batch.to(self.device)
+
+    def _cpu_batches(self) -> Iterator[JetBatch]:
         if self.loader_workers == 0:
             for p4, mask, labels, scalars in self.dataset:
                 yield JetBatch(p4, mask, labels, scalars)

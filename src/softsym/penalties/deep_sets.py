@@ -76,9 +76,9 @@ class _DeepSetsPenalty(torch.autograd.Function):
     """(logits [B, 1], mean_b Σ_a d_ab²) of a ReLU Deep-Sets network, differentiable in its parameters."""
 
     @staticmethod
-    def forward(ctx, features, jacobian: FeatureJacobian, p4, mask, generators, phi: Layers, head: Layers,
+    def forward(ctx, features, jacobian: FeatureJacobian, generators, phi: Layers, head: Layers,
                 *params):  # noqa: ARG004
-        if any(ctx.needs_input_grad[:5]) or jacobian.p4.requires_grad:
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[2] or jacobian.p4.requires_grad:
             raise RuntimeError("deep_sets_penalty differentiates the parameters only, not the jets")
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not zeros
         batch, particles, n_features = features.shape
@@ -89,7 +89,7 @@ class _DeepSetsPenalty(torch.autograd.Function):
         h = features.reshape(-1, n_features)
         for k, (layer, relu) in enumerate(layers):
             if k == len(phi):  # the masked sum over particles
-                outputs[-1] = h = h.view(batch, particles, -1).mul_(mask.unsqueeze(-1).to(h.dtype))
+                outputs[-1] = h = h.view(batch, particles, -1).mul_(jacobian.mask.unsqueeze(-1).to(h.dtype))
                 h = h.sum(1)
             inputs.append(h)
             h = _linear(h, layer, bias=True)
@@ -111,21 +111,21 @@ class _DeepSetsPenalty(torch.autograd.Function):
         derivatives = torch.einsum("bajk,bjk->ab", generators, moments)
         ctx.relu = [o is not None for o in outputs]  # None cannot go through save_for_backward
         ctx.jacobian = jacobian  # data only: no graph, so holding it on ctx makes no reference cycle
-        ctx.save_for_backward(p4, generators, derivatives, *inputs,
+        ctx.save_for_backward(generators, derivatives, *inputs,
                               *[o for o in outputs if o is not None], *adjoints)
         ctx.phi, ctx.head = phi, head
         return logits, derivatives.square().sum(0).mean()
 
     @staticmethod
     def backward(ctx, grad_logits, grad_penalty):
-        p4, generators, derivatives, *saved = ctx.saved_tensors
+        generators, derivatives, *saved = ctx.saved_tensors
         jacobian = ctx.jacobian
         layers = ctx.phi + ctx.head
         n_layers, n_phi, n_relu = len(layers), len(ctx.phi), sum(ctx.relu)
         inputs, adjoints = saved[:n_layers], saved[n_layers + n_relu:]
         relu_outputs = iter(saved[n_layers:n_layers + n_relu])
         outputs = [next(relu_outputs) if relu else None for relu in ctx.relu]
-        batch, particles, n_features = p4.shape[0], p4.shape[1], jacobian.n_features
+        batch, particles, n_features = *jacobian.mask.shape, jacobian.n_features
         task_loss_used = grad_logits is not None
         if not task_loss_used:
             grad_logits = derivatives.new_zeros(batch, 1)
@@ -152,7 +152,7 @@ class _DeepSetsPenalty(torch.autograd.Function):
                 t = torch.mm(t, layer.weight.t(), out=adjoints[k])
                 if outputs[k] is not None:
                     t = _relu_mask(t, outputs[k].view(t.shape), in_place=True)
-        return None, None, None, None, None, None, None, *grads
+        return None, None, None, None, None, *grads
 
 
 def deep_sets_penalty(model: PFN, p4: torch.Tensor, mask: torch.Tensor, scalars: torch.Tensor | None,
@@ -164,5 +164,4 @@ def deep_sets_penalty(model: PFN, p4: torch.Tensor, mask: torch.Tensor, scalars:
     features = compute_features(p4, mask, scalars)
     phi, head = relu_layers(model.phi), relu_layers(model.head)
     params = [p for layer, _ in phi + head for p in (layer.weight, layer.bias)]
-    return _DeepSetsPenalty.apply(features, feature_jacobian(p4, mask, features), p4, mask, generators, phi, head,
-                                  *params)
+    return _DeepSetsPenalty.apply(features, feature_jacobian(p4, mask, features), generators, phi, head, *params)
