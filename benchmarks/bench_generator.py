@@ -53,9 +53,9 @@ class Clock:
 
 
 def raw_rate(config, process: str, n_events: int, seed: int) -> dict:
-    from softsym.data.generator import _make_pythia
+    from softsym.data.pythia.events import make_pythia
 
-    pythia = _make_pythia(config, process, seed)
+    pythia = make_pythia(config, process, seed)
     for _ in range(5):  # warm-up: first events touch cold tables
         pythia.next()
     with Clock() as clock:
@@ -64,10 +64,11 @@ def raw_rate(config, process: str, n_events: int, seed: int) -> dict:
 
 
 def our_rate(config, process: str, n_jets: int, out: Path) -> dict:
-    from softsym.data.generator import ShardTask, _make_pythia, generate_shard
+    from softsym.data.pythia import ShardTask, generate_shard
+    from softsym.data.pythia.events import make_pythia
 
     with Clock() as init:
-        _make_pythia(config, process, 1)
+        make_pythia(config, process, 1)
     task = ShardTask(config, process, 0, n_jets, out / f"{process}.root")
     with Clock() as clock:
         stats = generate_shard(task)
@@ -100,7 +101,7 @@ def per_process(config, process: str, n_jets: int, n_raw: int, out: Path) -> dic
 
 def scaling(n_jets: int) -> dict:
     """Wall time of 1 and 2 workers, and the CPU they got: cpu / wall near 2 means two free cores."""
-    from softsym.data.generator import generate_shards
+    from softsym.data.pythia import generate_shards
 
     out = {"jets": 2 * n_jets, "shards": 4}
     for workers in (1, 2):
@@ -152,7 +153,7 @@ def main() -> None:
     import uproot  # noqa: F401
 
     import softsym.physics.substructure  # noqa: F401
-    from softsym.data.generator import GenerationConfig
+    from softsym.data.pythia import GenerationConfig
 
     config = GenerationConfig(n_jets_per_class=args.jets, jets_per_shard=args.jets)
     load_before = os.getloadavg()

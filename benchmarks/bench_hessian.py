@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from softsym.analysis import HessianOperator, exact_hessian, hutchpp_trace, lanczos  # noqa: E402
-from softsym.data.loader import InMemoryLoader  # noqa: E402
+from softsym.data.loaders import InMemoryLoader  # noqa: E402
 from softsym.data.synthetic import synthetic_jets  # noqa: E402
 from softsym.models.pfn import PFN  # noqa: E402
 from softsym.physics import compute_features  # noqa: E402

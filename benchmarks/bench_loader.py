@@ -130,7 +130,7 @@ def uproot_read(files: list[str], memory_map: bool = False) -> int:
 
 def stream_plan(files: list[str]):
     """The streaming plan (the label pass) with every jet in one split: made once, as for a training."""
-    from softsym.data.streaming import plan_stream
+    from softsym.data.stream_plan import plan_stream
 
     return plan_stream(files, fractions=(1.0, 0.0, 0.0), seed=0)
 

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from softsym.data.synthetic import synthetic_jets
-from softsym.models import build_model, logits_from_p4
+from softsym.models import MODELS, logits_from_p4
 from softsym.models.transformer import MaskedAttention
 from softsym.penalties import SymmetryPenalty
 from softsym.physics import N_KINEMATIC
@@ -40,7 +40,7 @@ from softsym.training.metrics import task_loss
 ROOT_DIR = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT_DIR / "configs" / "model"
 RESULT = ROOT_DIR / "benchmarks" / "results" / "models.json"
-MODELS = ("pfn", "mlp", "particlenet", "transformer", "lorentz_invariant")
+MODEL_NAMES = ("pfn", "mlp", "particlenet", "transformer", "lorentz_invariant")
 WARMUP = 2
 
 
@@ -68,7 +68,7 @@ def model_steps(name: str, size: str, jets, eval_jets) -> tuple[int, dict]:
     """Parameter count and the three timed steps (train, train with the lorentz penalty, inference)."""
     config = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
     torch.manual_seed(0)
-    model = build_model(name, n_features=N_KINEMATIC + jets.scalars.shape[-1], n_classes=2,
+    model = MODELS.build(name, n_features=N_KINEMATIC + jets.scalars.shape[-1], n_classes=2,
                         **config["sizes"][size]).to(jets.p4.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     penalty = SymmetryPenalty("lorentz", "infinitesimal", weight=1.0)
@@ -161,7 +161,7 @@ def markdown_table(results: dict, size: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-batch-size", type=int, default=512)
     parser.add_argument("--particles", type=int, default=64)

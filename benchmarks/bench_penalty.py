@@ -41,7 +41,8 @@ def configurations() -> list[str]:
 
 
 def loss_function(name: str):
-    from softsym.penalties import SymmetryPenalty, generator_derivatives, symmetry_generators
+    from softsym.penalties import SymmetryPenalty, generator_derivatives
+    from softsym.physics.symmetries import symmetry_generators
     from softsym.training.metrics import task_loss
     from softsym.training.objective import penalised_objective
 
@@ -63,12 +64,12 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from softsym.data.synthetic import synthetic_jets
-    from softsym.models import build_model
+    from softsym.models import MODELS
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = synthetic_jets(args.batch // 2, max_particles=args.particles, seed=0).to_batch()
-    model = build_model("pfn", n_features=8, n_classes=2, **SIZES[args.size])
+    model = MODELS.build("pfn", n_features=8, n_classes=2, **SIZES[args.size])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = loss_function(args.worker)
     times, faults = [], []

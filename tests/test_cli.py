@@ -13,6 +13,7 @@ import pytest
 import uproot
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 
 
 def write_jetclass_like(path: Path, jets, names: dict[str, str] | None = None, tree: str = "tree",
@@ -171,6 +172,7 @@ def test_ddp_under_torchrun_matches_single_process(tmp_path, jetclass_file):
     assert abs(ddp.data.metrics["test_auc"] - single.data.metrics["test_auc"]) <= 0.01
 
 
+@pytest.mark.timeout(1500)  # two torchrun jobs of up to 600 s each, and the wait for the first checkpoint
 def test_ddp_training_killed_after_an_epoch_resumes_to_the_same_result(tmp_path):
     """SIGKILL of the whole torchrun group once rank 0 has written the first checkpoint, then
     train.resume=true: every rank loads it and the run ends where the uninterrupted one does."""

@@ -80,7 +80,7 @@ def test_compressibility_metrics_and_smallest_size(setup):
 
 def test_masked_finetune_keeps_the_sparsity(setup):
     from softsym.analysis import masked_finetune
-    from softsym.data.loader import InMemoryLoader
+    from softsym.data.loaders import InMemoryLoader
 
     model, _ = setup
     arrays = synthetic_jets(16, max_particles=12, seed=6)

@@ -12,8 +12,8 @@ import uproot
 
 from softsym.data.errors import DataError
 from softsym.data.reader import DEFAULT_SCALARS, read_jets
-from softsym.data.splits import split_indices
-from softsym.data.streaming import estimate_memory_gb, should_stream
+from softsym.data.stratify import split_indices
+from softsym.data.stream_plan import estimate_memory_gb, should_stream
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FORMS = ("rootio", "mktree", "rntuple", "parquet")
@@ -266,3 +266,17 @@ def test_particle_columns_of_different_lengths(tmp_path):
     path = _write_rntuple(tmp_path / "ragged.root", columns)
     with pytest.raises(DataError, match=r"ragged\.root: part_px and part_energy have different numbers of parti"):
         read_jets([str(path)], classes=("QCD",))
+
+
+def test_the_files_data_source_returns_the_configured_paths():
+    from softsym.data.sources import DATA_SOURCES, source_options
+    from softsym.registry import UnknownNameError
+
+    assert DATA_SOURCES.names() == ["files", "pythia"]
+    data = {"source": "files", "paths": ["a.root", "b/*.root"], "tree": "tree", "n_workers": 2}
+    assert source_options("files", data) == {"paths": ["a.root", "b/*.root"]}
+    assert DATA_SOURCES.build("files", **source_options("files", data)) == ["a.root", "b/*.root"]
+    with pytest.raises(DataError, match="data.paths is empty"):
+        DATA_SOURCES.build("files", paths=[])
+    with pytest.raises(UnknownNameError, match="did you mean 'files'"):
+        DATA_SOURCES.get("file")

@@ -9,8 +9,11 @@ import pytest
 
 from softsym.data.errors import DataError
 from softsym.data.jets import JetBatch
+from softsym.data.loaders import InMemoryLoader, JetLoader
 from softsym.data.reader import read_jets
-from softsym.data.streaming import StreamingJetLoader, plan_stream
+from softsym.data.splits import DatasetSplits, JetSplits, StreamingSplits, load_splits
+from softsym.data.stream_plan import plan_stream
+from softsym.data.streaming import StreamingJetLoader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PATHS = [str(FIXTURES / "rootio" / "*.root")]  # one QCD file, one TTBar file (48 jets each)
@@ -126,3 +129,29 @@ def test_loader_interface(plan):
     capped = plan_stream(PATHS, max_particles=16, max_jets_per_class=10)
     assert {cls: sum(capped.n_jets_per_class(s)[cls] for s in ("train", "val", "test"))
             for cls in capped.classes} == {"QCD": 10, "Tbqq": 10}
+
+
+def test_both_loaders_and_both_splits_satisfy_their_protocols(plan, all_jets):
+    streamed = StreamingSplits(plan)
+    in_memory = load_splits(PATHS, max_particles=16, seed=7)
+    assert isinstance(in_memory, DatasetSplits)
+    for splits in (streamed, in_memory):
+        assert isinstance(splits, JetSplits)
+        loader = splits.loader("val", batch_size=8)
+        assert isinstance(loader, JetLoader)
+        assert loader.class_names == splits.class_names and loader.scalar_names == splits.scalar_names
+        assert all(isinstance(b, JetBatch) for b in loader)
+        assert len(splits.arrays("val", max_jets=5)) == 5
+        assert splits.metrics()["data_n_val"] > 0
+    assert isinstance(StreamingJetLoader(plan, "train"), JetLoader)
+    assert isinstance(InMemoryLoader(all_jets, batch_size=8), JetLoader)
+    assert not isinstance(object(), JetLoader) and not isinstance(all_jets, JetSplits)
+
+
+@pytest.mark.parametrize("batch_size, message", [(15, "divisible by the 2 DDP processes"),
+                                                 (0, "positive integer")])
+def test_both_loaders_reject_a_bad_batch_size_with_one_error(plan, all_jets, batch_size, message):
+    with pytest.raises(DataError, match=message):
+        StreamingJetLoader(plan, "train", batch_size=batch_size, rank=0, world_size=2)
+    with pytest.raises(DataError, match=message):
+        InMemoryLoader(all_jets, batch_size=batch_size, rank=0, world_size=2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from softsym.data.loader import InMemoryLoader
+from softsym.data.loaders import InMemoryLoader
 from softsym.data.synthetic import synthetic_jets
 from softsym.distill import (
     KDConfig,

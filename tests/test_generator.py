@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import uproot
 
-from softsym.data.detector import PHOTON, DetectorConfig, Particles, apply_detector
 from softsym.data.errors import DataError
-from softsym.data.generator import GenerationConfig, generate_shard, generate_shards, shard_tasks
+from softsym.data.pythia import GenerationConfig, generate_shard, generate_shards, shard_tasks
+from softsym.data.pythia.detector import PHOTON, DetectorConfig, Particles, apply_detector
 
 N_PER_CLASS = 100
 PT_MIN, PT_MAX, ETA_MAX = 550.0, 650.0, 2.0
@@ -142,6 +142,19 @@ def test_second_identical_call_reuses_every_shard(generated):
     assert [p.stat().st_mtime_ns for p in again.paths] == mtimes
 
 
+def test_the_pythia_data_source_returns_the_same_shards(generated):
+    from softsym.data.sources import DATA_SOURCES, source_options
+
+    out, first = generated
+    data = {"source": "pythia", "paths": None, "tree": "tree", "cache_dir": str(out), "generation_seed": 11,
+            "n_jets_per_class": N_PER_CLASS, "jets_per_shard": N_PER_CLASS // 2, "pt_min": PT_MIN,
+            "pt_max": PT_MAX, "eta_max": ETA_MAX, "n_workers": 2, "detector": {"enabled": True}}
+    options = source_options("pythia", data)
+    assert "paths" not in options and "tree" not in options and options["generation_seed"] == 11
+    assert DATA_SOURCES.build("pythia", **options) == [str(p) for p in first.paths]
+    assert DATA_SOURCES.build("pythia", **{**options, "detector": {}}) == [str(p) for p in first.paths]
+
+
 def test_same_seed_gives_identical_shards_whatever_the_number_of_workers(generated, tmp_path):
     _, result = generated
     config = GenerationConfig(n_jets_per_class=N_PER_CLASS, jets_per_shard=N_PER_CLASS // 2, pt_min=PT_MIN,
@@ -171,7 +184,7 @@ def test_a_different_seed_or_config_is_a_different_cache(tmp_path):
 def test_a_killed_generation_leaves_no_partial_file_and_resumes(tmp_path):
     options = dict(n_jets_per_class=4, jets_per_shard=2, mpi=False, seed=5)  # 4 shards
     script = textwrap.dedent(f"""
-        from softsym.data.generator import generate_shards
+        from softsym.data.pythia import generate_shards
         if __name__ == "__main__":
             generate_shards(out_dir={str(tmp_path)!r}, n_workers=2, **{options!r})
     """)
@@ -221,14 +234,14 @@ def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):
 
 
 def test_a_failing_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    import softsym.data.generator as generator
+    import softsym.data.pythia as pythia
 
     def broken_mktree(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(uproot.WritableDirectory, "mktree", broken_mktree)
     with pytest.raises(OSError, match="disk full"):
-        generator.generate_shards(out_dir=tmp_path, **SMALL)
+        pythia.generate_shards(out_dir=tmp_path, **SMALL)
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "config.json"]
 
 

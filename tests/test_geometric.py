@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from softsym.analysis import geometric_complexity, jet_input_gradient_norms
+from softsym.analysis import geometric_complexity
 from softsym.data.jets import JetBatch
 from softsym.data.synthetic import synthetic_jets
 from softsym.models.base import JetModel, logits_from_p4
+from softsym.models.gradients import jet_input_gradient_norms
 from softsym.models.pfn import PFN
 from softsym.penalties.geometric import GeometricComplexityPenalty
 
@@ -76,7 +77,7 @@ def test_gc_penalty_contract():
 
 
 def test_gc_penalty_is_registered():
-    from softsym.penalties import build_penalty
+    from softsym.penalties import PENALTIES
 
-    penalty = build_penalty("gc", symmetry="lorentz", form="infinitesimal", weight=0.1)
+    penalty = PENALTIES.build("gc", symmetry="lorentz", form="infinitesimal", weight=0.1)
     assert isinstance(penalty, GeometricComplexityPenalty) and penalty.weight == 0.1

@@ -11,11 +11,12 @@ import yaml
 
 from softsym.data.jets import JetBatch
 from softsym.data.synthetic import synthetic_jets
-from softsym.models import MODEL_REGISTRY, build_model, logits_from_p4
+from softsym.models import MODELS, logits_from_p4
 from softsym.models.graph import knn_graph, node_jet_index, to_padded
 from softsym.penalties import SymmetryPenalty
-from softsym.penalties.symmetry import generator_derivatives, infinitesimal_penalty, symmetry_generators
+from softsym.penalties.symmetry import generator_derivatives, infinitesimal_penalty
 from softsym.physics import N_KINEMATIC, compute_features
+from softsym.physics.symmetries import symmetry_generators
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
 # Tiny architectures: the tests check structure, not performance.
@@ -41,7 +42,7 @@ def batch():
 
 def tiny_model(name: str, n_features: int, n_classes: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(name, n_features=n_features, n_classes=n_classes, **TINY[name]).eval()
+    return MODELS.build(name, n_features=n_features, n_classes=n_classes, **TINY[name]).eval()
 
 
 def eval_logits(model, batch):
@@ -50,24 +51,24 @@ def eval_logits(model, batch):
 
 
 def test_every_registered_model_is_tested_and_configured():
-    assert set(TINY) == set(MODEL_REGISTRY)
-    for name in MODEL_REGISTRY:
+    assert set(TINY) == set(MODELS)
+    for name in MODELS:
         config = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
         assert config["name"] == name and config["size"] in config["sizes"]
         with torch.device("meta"):  # shapes only: no memory, no initialisation time
-            n_params = {size: build_model(name, n_features=N_FEATURES, n_classes=2, **kwargs).n_params
+            n_params = {size: MODELS.build(name, n_features=N_FEATURES, n_classes=2, **kwargs).n_params
                         for size, kwargs in config["sizes"].items()}
         assert 0 < n_params["small"] < n_params["paper"], (name, n_params)
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("n_classes", [2, 5])
 def test_output_shape(name, n_classes, batch):
     model = tiny_model(name, N_FEATURES, n_classes)
     assert eval_logits(model, batch).shape == (len(batch), 1 if n_classes == 2 else n_classes)
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_padding_never_changes_the_output(name, batch):
     features = compute_features(batch.p4, batch.mask, batch.scalars)
     model = tiny_model(name, features.shape[-1])
@@ -166,13 +167,13 @@ def test_knn_matches_brute_force(dim):
     torch.testing.assert_close(to_padded(nodes, mask), torch.where(mask.unsqueeze(-1), coords, 0.0))
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("form", ["infinitesimal", "finite"])
 @pytest.mark.parametrize("symmetry", ["rotation", "boost", "lorentz"])
 def test_every_penalty_runs_through_every_model(name, form, symmetry, batch):
     model = tiny_model(name, N_FEATURES).train()
     penalty = SymmetryPenalty(symmetry, form, weight=1.0)
-    logits, value = penalty(model, batch, generator=torch.Generator().manual_seed(0))
+    logits, value = penalty(model, batch, rng=torch.Generator().manual_seed(0))
     assert logits.shape == (len(batch), 1)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], batch.labels.float()) + value
     loss.backward()
@@ -184,7 +185,7 @@ def test_every_penalty_runs_through_every_model(name, form, symmetry, batch):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("symmetry", ["rotation", "lorentz"])
 def test_forward_mode_jvp_through_every_model(name, symmetry, batch):
     """torch.func.jvp through the model (PyG EdgeConv, attention) equals the reverse-mode derivative, and
@@ -200,7 +201,7 @@ def test_forward_mode_jvp_through_every_model(name, symmetry, batch):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_empty_and_single_particle_jets_give_finite_logits_and_derivatives(name, batch):
     mask = batch.mask.clone()
     mask[0] = False      # empty

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from softsym.data.jets import JetBatch
-from softsym.models import build_model
-from softsym.penalties import SymmetryPenalty, build_penalty, symmetry_generators, symmetry_violation
+from softsym.models import MODELS
+from softsym.penalties import PENALTIES, SymmetryPenalty, symmetry_violation
 from softsym.physics import act, exp_generator, invariant_mass, jet_p4
+from softsym.physics.symmetries import symmetry_generators
 
 
 class JetMassTagger(nn.Module):
@@ -48,7 +49,7 @@ def test_non_invariant_function_is_penalised(batch, form):
 @pytest.mark.parametrize("symmetry", ["rotation", "boost", "lorentz"])
 def test_jvp_penalty_matches_central_finite_difference(batch, symmetry):
     torch.manual_seed(0)
-    model = build_model("pfn", n_features=8, n_classes=2).double()
+    model = MODELS.build("pfn", n_features=8, n_classes=2).double()
     _, jvp_value = SymmetryPenalty(symmetry, "infinitesimal")(model, batch)
     gens, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
     eps = 1e-7  # small enough that no ReLU kink lies inside [x - eps, x + eps]
@@ -67,7 +68,7 @@ def test_jvp_penalty_matches_central_finite_difference(batch, symmetry):
 
 
 def test_penalty_gradients_reach_parameters(batch):
-    model = build_model("pfn", n_features=8, n_classes=2).double()
+    model = MODELS.build("pfn", n_features=8, n_classes=2).double()
     _, value = SymmetryPenalty("lorentz", "infinitesimal", weight=1.0)(model, batch)
     value.backward()
     first_layer = model.phi[0].weight.grad
@@ -111,7 +112,7 @@ def test_hand_written_pfn_penalty_equals_autograd(batch, symmetry, sizes):
     from softsym.penalties.symmetry import infinitesimal_penalty
 
     torch.manual_seed(1)
-    model = build_model("pfn", n_features=batch.scalars.shape[-1] + 7, n_classes=2, **sizes).double()
+    model = MODELS.build("pfn", n_features=batch.scalars.shape[-1] + 7, n_classes=2, **sizes).double()
     assert supports_deep_sets_penalty(model)
     for task_weight, penalty_weight in [(1.0, 0.7), (0.0, 1.0), (1.0, 0.0)]:
         fast_logits, fast_value = infinitesimal_penalty(model, batch, symmetry)
@@ -128,7 +129,7 @@ def test_hand_written_penalty_refuses_a_second_backward(batch):
     """Its backward reuses saved buffers: a retained graph must fail loudly, never give wrong numbers."""
     from softsym.penalties.symmetry import infinitesimal_penalty
 
-    model = build_model("pfn", n_features=8, n_classes=2).double()
+    model = MODELS.build("pfn", n_features=8, n_classes=2).double()
     logits, value = infinitesimal_penalty(model, batch, "boost")
     (logits.sum() + value).backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -138,17 +139,17 @@ def test_hand_written_penalty_refuses_a_second_backward(batch):
 def test_fast_path_is_taken_only_where_it_is_exact():
     from softsym.penalties.deep_sets import supports_deep_sets_penalty
 
-    assert supports_deep_sets_penalty(build_model("pfn", n_features=8, n_classes=2))
-    assert not supports_deep_sets_penalty(build_model("pfn", n_features=8, n_classes=10))  # C outputs
-    assert not supports_deep_sets_penalty(build_model("particlenet", n_features=8, n_classes=2))
-    with_dropout = build_model("pfn", n_features=8, n_classes=2)
+    assert supports_deep_sets_penalty(MODELS.build("pfn", n_features=8, n_classes=2))
+    assert not supports_deep_sets_penalty(MODELS.build("pfn", n_features=8, n_classes=10))  # C outputs
+    assert not supports_deep_sets_penalty(MODELS.build("particlenet", n_features=8, n_classes=2))
+    with_dropout = MODELS.build("pfn", n_features=8, n_classes=2)
     with_dropout.head.insert(1, nn.Dropout(0.1))
     assert not supports_deep_sets_penalty(with_dropout)
 
 
 def test_symmetry_violation_is_batch_size_weighted(batch):
     torch.manual_seed(0)
-    model = build_model("pfn", n_features=8, n_classes=2).double()
+    model = MODELS.build("pfn", n_features=8, n_classes=2).double()
     whole = symmetry_violation(model, [batch], "boost")
     halves = [JetBatch(batch.p4[s], batch.mask[s], batch.labels[s], batch.scalars[s])
               for s in (slice(0, 40), slice(40, None))]
@@ -158,9 +159,9 @@ def test_symmetry_violation_is_batch_size_weighted(batch):
 def test_bad_penalty_options_are_named():
     with pytest.raises(ValueError, match="penalty.form"):
         SymmetryPenalty("lorentz", "approximate")
-    with pytest.raises(ValueError, match="unknown penalty"):
-        build_penalty("parity")
-    assert build_penalty("none") is None
+    with pytest.raises(KeyError, match="unknown penalty"):
+        PENALTIES.build("parity")
+    assert PENALTIES.build("none") is None
 
 
 @pytest.mark.parametrize("symmetry", ["rotation", "lorentz"])
@@ -168,7 +169,7 @@ def test_forward_and_reverse_mode_derivatives_agree(batch, symmetry):
     from softsym.penalties import generator_derivatives
 
     torch.manual_seed(0)
-    model = build_model("pfn", n_features=8, n_classes=2).double()
+    model = MODELS.build("pfn", n_features=8, n_classes=2).double()
     gens, _ = symmetry_generators(symmetry, batch.p4, batch.mask)
     fwd_logits, fwd = generator_derivatives(model, batch, gens, mode="forward")
     rev_logits, rev = generator_derivatives(model, batch, gens, mode="reverse")

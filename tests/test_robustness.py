@@ -10,15 +10,14 @@ import yaml
 from omegaconf import OmegaConf
 
 from softsym.data.jets import JetBatch
-from softsym.data.loader import InMemoryLoader
-from softsym.models import build_model
+from softsym.data.loaders import InMemoryLoader
+from softsym.models import MODELS
 from softsym.physics import compute_features, invariant_mass, jet_axis, jet_p4, pt_eta_phi
 from softsym.robustness import (
     PERTURBATIONS,
     MomentumPerturbation,
     PerturbationScan,
     area_under_robustness_curve,
-    build_perturbation,
     evaluate_robustness,
     format_strength,
     plot_robustness_curves,
@@ -49,7 +48,7 @@ def batch(toy_jets):
 @pytest.fixture(scope="module")
 def trained(toy_jets):
     torch.manual_seed(0)
-    model = build_model("pfn", n_features=8, n_classes=2, phi_sizes=[16], latent_dim=8, head_sizes=[16])
+    model = MODELS.build("pfn", n_features=8, n_classes=2, phi_sizes=[16], latent_dim=8, head_sizes=[16])
     fit(model, InMemoryLoader(toy_jets.subset(slice(0, 192)), batch_size=32, shuffle=True),
         InMemoryLoader(toy_jets.subset(slice(192, None)), batch_size=64), penalised_objective(None),
         FitConfig(epochs=4, lr=5e-3, progress=False))
@@ -69,22 +68,23 @@ def test_every_perturbation_is_configured_and_builds():
                             "robustness": yaml.safe_load(CONFIG.read_text())})
     robustness = OmegaConf.to_container(cfg.robustness, resolve=True)
     scans = scans_from_config(robustness["perturbations"])
-    assert [s.name for s in scans] == list(PERTURBATIONS)
+    assert sorted(s.name for s in scans) == PERTURBATIONS.names()
+    assert all(PERTURBATIONS.get(name).name == name for name in PERTURBATIONS)
     assert all(0.0 in s.strengths for s in scans)
     assert dict((s.name, s.strengths) for s in scans)["pgd"] == tuple(robustness["adversarial_eps"])
-    with pytest.raises(ValueError, match="unknown perturbation"):
-        build_perturbation("wobble")
+    with pytest.raises(KeyError, match="unknown perturbation"):
+        PERTURBATIONS.build("wobble")
     with pytest.raises(ValueError, match="bad options"):
-        build_perturbation("rotation", angle=1)
+        scans_from_config({"rotation": {"strengths": [0.0], "angle": 1}})
     with pytest.raises(ValueError, match="whole number"):
-        build_perturbation("collinear_split")(JetBatch(*[torch.zeros(1, 2, 4), torch.ones(1, 2, dtype=bool),
+        PERTURBATIONS.build("collinear_split")(JetBatch(*[torch.zeros(1, 2, 4), torch.ones(1, 2, dtype=bool),
                                                         torch.zeros(1), torch.zeros(1, 2, 0)]), 0.5, _gen())
 
 
 @pytest.mark.parametrize("name", list(MOMENTUM_STRENGTHS))
 def test_momentum_perturbations_keep_the_jet_layout(batch, name):
     """pT-sorted, real particles first, zero padding, finite; seeded: same generator seed, same jets."""
-    perturbation = build_perturbation(name)
+    perturbation = PERTURBATIONS.build(name)
     out = perturbation(batch, MOMENTUM_STRENGTHS[name], _gen())
     assert out.p4.shape == batch.p4.shape and out.scalars.shape == batch.scalars.shape
     assert torch.isfinite(out.p4).all()
@@ -98,7 +98,7 @@ def test_momentum_perturbations_keep_the_jet_layout(batch, name):
 
 
 def test_rotation_keeps_the_jet_four_vector(batch):
-    out = build_perturbation("rotation")(batch, 1.0, _gen())
+    out = PERTURBATIONS.build("rotation")(batch, 1.0, _gen())
     assert _relative(_jet(out), _jet(batch)) < 1e-10  # so jet mass, pT, direction
     assert torch.equal(out.mask, batch.mask)
     eta0, phi0 = pt_eta_phi(batch.p4[:, 0])[1:]
@@ -108,7 +108,7 @@ def test_rotation_keeps_the_jet_four_vector(batch):
 
 @pytest.mark.parametrize("name", ["boost", "transverse_boost"])
 def test_boosts_keep_the_jet_mass(batch, name):
-    out = build_perturbation(name)(batch, 0.4, _gen())
+    out = PERTURBATIONS.build(name)(batch, 0.4, _gen())
     assert _relative(invariant_mass(_jet(out)), invariant_mass(_jet(batch))) < 1e-9
     if name == "boost":  # along the axis: the direction stays, the energy grows
         assert (jet_axis(out.p4, out.mask) - jet_axis(batch.p4, batch.mask)).abs().max() < 1e-10
@@ -116,19 +116,19 @@ def test_boosts_keep_the_jet_mass(batch, name):
 
 
 def test_energy_scale_and_smearings_keep_what_they_should(batch):
-    scaled = build_perturbation("energy_scale")(batch, 0.05, _gen())
+    scaled = PERTURBATIONS.build("energy_scale")(batch, 0.05, _gen())
     assert _relative(invariant_mass(_jet(scaled)), 1.05 * invariant_mass(_jet(batch))) < 1e-10
-    smeared = build_perturbation("energy_smearing")(batch, 0.2, _gen())  # directions kept, particle by particle
+    smeared = PERTURBATIONS.build("energy_smearing")(batch, 0.2, _gen())  # directions kept, particle by particle
     assert _relative(torch.sort(pt_eta_phi(smeared.p4[smeared.mask])[1]).values,
                      torch.sort(pt_eta_phi(batch.p4[batch.mask])[1]).values) < 1e-9
-    moved = build_perturbation("angular_smearing")(batch, 0.05, _gen())  # pT kept, particle by particle
+    moved = PERTURBATIONS.build("angular_smearing")(batch, 0.05, _gen())  # pT kept, particle by particle
     assert torch.allclose(torch.hypot(moved.p4[..., 1], moved.p4[..., 2]),
                           torch.hypot(batch.p4[..., 1], batch.p4[..., 2]), rtol=1e-10)
 
 
 def test_collinear_splitting_keeps_the_jet_four_vector(batch):
     k = 3
-    out = build_perturbation("collinear_split")(batch, k, _gen())
+    out = PERTURBATIONS.build("collinear_split")(batch, k, _gen())
     free = (~batch.mask).sum(1) >= k
     assert free.sum() > 10 and (~free).sum() > 0  # both cases are exercised
     assert _relative(_jet(out)[free], _jet(batch)[free]) < 1e-10
@@ -141,7 +141,7 @@ def test_collinear_splitting_keeps_the_jet_four_vector(batch):
 
 
 def test_constituent_loss_keeps_masks_consistent(batch):
-    out = build_perturbation("constituent_loss")(batch, 0.3, _gen())
+    out = PERTURBATIONS.build("constituent_loss")(batch, 0.3, _gen())
     n_in, n_out = batch.mask.sum(1), out.mask.sum(1)
     assert (n_out <= n_in).all() and (n_out >= 1).all() and n_out.sum() < 0.8 * n_in.sum()
     assert torch.equal(out.p4[:, 0], batch.p4[:, 0])  # the leading particle always survives
@@ -154,7 +154,7 @@ def test_constituent_loss_keeps_masks_consistent(batch):
 
 def test_soft_contamination_fills_free_slots_then_replaces_the_softest(batch):
     n_soft = 10
-    out = build_perturbation("soft_contamination", pt_mean=1.0, radius=0.8)(batch, n_soft, _gen())
+    out = PERTURBATIONS.build("soft_contamination", pt_mean=1.0, radius=0.8)(batch, n_soft, _gen())
     free = (~batch.mask).sum(1)
     assert torch.equal(out.mask.sum(1), torch.minimum(batch.mask.sum(1) + n_soft, torch.tensor(batch.mask.shape[1])))
     room = free >= n_soft
@@ -165,8 +165,8 @@ def test_soft_contamination_fills_free_slots_then_replaces_the_softest(batch):
 
 
 def test_strength_zero_is_the_identity(batch):
-    for name, cls in PERTURBATIONS.items():
-        p = cls()
+    for name in PERTURBATIONS:
+        p = PERTURBATIONS.build(name)
         if isinstance(p, MomentumPerturbation):
             assert p(batch, 0.0, _gen()) is batch, name
 
@@ -175,7 +175,7 @@ def test_strength_zero_reproduces_the_clean_test_metrics_exactly(trained, toy_je
     loader = InMemoryLoader(toy_jets, batch_size=100)
     clean = classification_metrics(*predict(trained, loader), toy_jets.class_names)
     strengths = {**MOMENTUM_STRENGTHS, "feature_noise": 0.1, "fgsm": 0.05, "pgd": 0.05}
-    scans = [PerturbationScan(cls(), (0.0, strengths[name])) for name, cls in PERTURBATIONS.items()]
+    scans = [PerturbationScan(PERTURBATIONS.build(name), (0.0, strengths[name])) for name in PERTURBATIONS]
     result = evaluate_robustness(trained, loader, scans, seed=3)
     assert (result.clean_auc, result.clean_rej50) == (clean["test_auc"], clean["test_rej50"])
     metrics = result.metrics()
@@ -200,12 +200,12 @@ def test_pgd_finds_a_larger_output_change_than_random_noise(trained, toy_jets):
             return (signal_score(trained(perturbed, b.p4, b.mask)) - signal_score(trained(features, b.p4, b.mask))
                     ).abs().mean().item()
 
-    attacked = {name: build_perturbation(name)(trained, b, features, eps, _gen()) for name in ("fgsm", "pgd")}
+    attacked = {name: PERTURBATIONS.build(name)(trained, b, features, eps, _gen()) for name in ("fgsm", "pgd")}
     for name, x in attacked.items():
         delta = x - features
         assert (delta[~b.mask] == 0).all(), name  # padding never perturbed
         assert delta.abs().max() <= eps + 1e-5, name  # float32 rounding of features + delta
-    noise = build_perturbation("feature_noise")(trained, b, features, eps, _gen()) - features
+    noise = PERTURBATIONS.build("feature_noise")(trained, b, features, eps, _gen()) - features
     assert (noise[~b.mask] == 0).all()
     assert dout(attacked["pgd"]) > 3 * dout(features + random_sign)
     assert dout(attacked["pgd"]) >= dout(attacked["fgsm"]) * 0.9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from softsym.tracking import Tracker, TrackingError, check_reachable
+from softsym.tracking import MlflowTracker, NullTracker, Tracker, TrackingError, check_reachable
 
 
 def test_metrics_survive_a_server_that_drops_and_comes_back(tmp_path, monkeypatch):
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "drops", spool_dir=tmp_path)
+    tracker = MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db", "drops", spool_dir=tmp_path)
     real = tracker.client.log_batch
 
     def down(*args, **kwargs):
@@ -36,12 +37,25 @@ def test_metrics_survive_a_server_that_drops_and_comes_back(tmp_path, monkeypatc
 
 
 def test_metrics_that_can_never_be_sent_are_kept_on_disk(tmp_path, monkeypatch):
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "gone", spool_dir=tmp_path)
+    tracker = MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db", "gone", spool_dir=tmp_path)
     with tracker.job(run_name="job", tags={}, params={}, config_yaml=""):
         monkeypatch.setattr(tracker.client, "log_batch", lambda *a, **k: (_ for _ in ()).throw(OSError("down")))
         tracker.log_metrics({"test_auc": 0.9})
     kept = [json.loads(line) for line in (tmp_path / "unsent_metrics.jsonl").read_text().splitlines()]
     assert {k["key"] for k in kept} == {"test_auc"}
+
+
+@pytest.mark.parametrize("implementation", [MlflowTracker, NullTracker])
+def test_both_trackers_implement_the_tracker_protocol(tmp_path, implementation):
+    tracker = (implementation(f"sqlite:///{tmp_path}/mlflow.db", "protocol") if implementation is MlflowTracker
+               else implementation())
+    assert isinstance(tracker, Tracker)
+    members = [name for name in vars(Tracker) if not name.startswith("_") and callable(getattr(Tracker, name))]
+    assert {"job", "stage", "log_metrics", "set_tags", "log_artifact", "log_text", "log_arrays"} <= set(members)
+    for name in members:  # same parameters, in the same order, as the protocol declares
+        declared = list(inspect.signature(getattr(Tracker, name)).parameters)
+        assert list(inspect.signature(getattr(implementation, name)).parameters) == declared, name
+    assert not hasattr(tracker, "log_figure")
 
 
 def test_closed_port_is_reported_within_seconds():
@@ -84,6 +98,7 @@ def tracking_server(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_four_concurrent_jobs_against_a_live_tracking_server(tmp_path, tracking_server):
     from softsym.data.synthetic import synthetic_jets
     from tests.test_cli import ROOT, write_jetclass_like

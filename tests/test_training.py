@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from softsym.data.loader import InMemoryLoader
-from softsym.models import build_model
+from softsym.data.loaders import InMemoryLoader
+from softsym.models import MODELS
 from softsym.penalties import SymmetryPenalty
 from softsym.training import FitConfig, classification_metrics, fit, predict
 from softsym.training.objective import penalised_objective
@@ -14,7 +14,7 @@ CFG = FitConfig(epochs=3, lr=3e-3, patience=10, seed=3, progress=False)
 
 def _train(toy_jets, penalty, cfg=CFG, **kwargs):
     torch.manual_seed(cfg.seed)
-    model = build_model("pfn", n_features=8, n_classes=2, phi_sizes=[16], latent_dim=8, head_sizes=[16])
+    model = MODELS.build("pfn", n_features=8, n_classes=2, phi_sizes=[16], latent_dim=8, head_sizes=[16])
     train = InMemoryLoader(toy_jets.subset(slice(0, 192)), batch_size=32, shuffle=True, seed=cfg.seed)
     val = InMemoryLoader(toy_jets.subset(slice(192, None)), batch_size=64)
     result = fit(model, train, val, penalised_objective(penalty), cfg, **kwargs)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import mlflow
@@ -96,8 +96,28 @@ def bound_http_retries(tracking_uri: str, *, max_retries: int = 2, timeout: floa
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout)))
 
 
-class Tracker:
-    """Logs one job. Use ``with tracker.job(...)`` once, and ``with tracker.stage(name)`` per stage.
+@runtime_checkable
+class Tracker(Protocol):
+    """What the stages log through: one job (the parent run) holding one nested run per stage."""
+
+    def job(self, *, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+            config_yaml: str) -> contextlib.AbstractContextManager[str | None]: ...
+
+    def stage(self, name: str) -> contextlib.AbstractContextManager[str | None]: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_text(self, text: str, name: str, run_id: str | None = None) -> None: ...
+
+    def log_arrays(self, name: str, **arrays: np.ndarray) -> None: ...
+
+
+class MlflowTracker:
+    """Logs one job to MLflow. Use ``with tracker.job(...)`` once, and ``with tracker.stage(name)`` per stage.
 
     Metrics that cannot be sent (a tracking server that dropped mid-run) never stop the job: they are
     retried on the next call and at the end of the job, and whatever still could not be sent is written
@@ -205,27 +225,22 @@ class Tracker:
     def log_text(self, text: str, name: str, run_id: str | None = None) -> None:
         self.client.log_text(run_id or self.stage_id or self.parent_id, text, name)
 
-    def log_arrays(self, name: str, **arrays) -> None:
+    def log_arrays(self, name: str, **arrays: np.ndarray) -> None:
         """Arrays the report plots (scores, spectra, curves): ``curves/<name>.npz`` on the parent run."""
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"{name}.npz")
             np.savez_compressed(path, **arrays)
             self.client.log_artifact(self.parent_id, path, "curves")
 
-    def log_figure(self, figure, name: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, name)
-            figure.savefig(path, dpi=120, bbox_inches="tight")
-            self.log_artifact(path, "plots")
-
 
 class NullTracker:
-    """Stands in for ``Tracker`` on DDP ranks other than 0: only rank 0 logs."""
+    """Logs nothing: the tracker of DDP ranks other than 0 (only rank 0 logs)."""
 
     tracking_uri = None
 
     @contextlib.contextmanager
-    def job(self, **kwargs) -> Iterator[None]:
+    def job(self, *, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+            config_yaml: str) -> Iterator[None]:
         yield None
 
     @contextlib.contextmanager
@@ -244,8 +259,5 @@ class NullTracker:
     def log_text(self, text: str, name: str, run_id: str | None = None) -> None:
         pass
 
-    def log_arrays(self, name: str, **arrays) -> None:
-        pass
-
-    def log_figure(self, figure, name: str) -> None:
+    def log_arrays(self, name: str, **arrays: np.ndarray) -> None:
         pass

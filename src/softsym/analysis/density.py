@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from softsym.analysis.hessian import as_matvec, matvec_count
 from softsym.analysis.lanczos import _ritz, lanczos_tridiagonal
+from softsym.analysis.matvec import as_matvec, matvec_count
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ def spectral_density(op, *, n_probes: int = 8, n_steps: int = 64, seed: int = 0,
     reorthogonalisation). ``sigma`` defaults to 1/400 of the spectral range."""
     t0, before = time.perf_counter(), matvec_count(op)
     _, n, _ = as_matvec(op)
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     nodes, weights = [], []
     for p in tqdm(range(n_probes), desc="slq", disable=not progress, leave=False):
-        v0 = (torch.randint(0, 2, (n,), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1)
+        v0 = (torch.randint(0, 2, (n,), generator=rng, dtype=torch.int8).to(torch.float64) * 2 - 1)
         tri = lanczos_tridiagonal(op, n_steps, v0=v0, seed=seed + 7919 * (p + 1))
         theta, S = _ritz(list(tri.alphas), list(tri.betas))
         tau = S[0, :] ** 2

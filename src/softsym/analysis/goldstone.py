@@ -10,12 +10,12 @@ parameter direction that reproduces it is the least-squares solution of
 
 restricted to the layer's (W, b): with U = [u, 1] the layer inputs and T_a the tangents, the best affine
 action on the layer's input space is Ĝ_a = argmin ‖U Ĝ − T_a‖ (t ≈ L_aᵀ u + c_a), and v_a is
-δW = W L_aᵀ, δb = W c_a (for a linear action t = G u this is exactly the δW = W·G_a of the issue). Then
+δW = W L_aᵀ, δb = W c_a (for a linear action t = G u this is exactly δW = W·G_a). Then
 f_{θ + ε v_a}(x) = f_θ(x + ε t_a) + O(ε²) for *every* model whatever it has learnt: if f_θ is invariant, the
 loss is flat along v_a (an exact zero mode); a soft penalty makes it approximately flat. ``fit_r2`` says how
 much of the tangent the affine action explains (1 for actions that are linear in the features).
 
-Why not match at the output (J_θ f · v_a ≈ J_x f · (G_a x)) as the issue's first sketch says: for an
+Why not match at the output (J_θ f · v_a ≈ J_x f · (G_a x)), the more obvious condition: for an
 invariant model both sides vanish, so the least-squares solution is v_a = 0 and the zero modes are missed;
 matching at the first layer keeps the non-zero tangent.
 
@@ -43,14 +43,11 @@ import torch
 from torch import nn
 from torch.autograd import forward_ad as fwad
 
-from softsym.analysis.hessian import move_batch, parameter_layout
+from softsym.analysis.density import quadrature_mass
+from softsym.analysis.matvec import as_matvec, parameter_layout
+from softsym.data.jets import move_batch
 from softsym.models.base import logits_from_p4
-
-GENERATOR_NAMES = {
-    "rotation": ("J_axis",),
-    "boost": ("K_axis",),
-    "lorentz": ("K_x", "K_y", "K_z", "J_x", "J_y", "J_z"),
-}
+from softsym.physics.symmetries import SYMMETRIES
 
 
 class _Stop(Exception):
@@ -155,8 +152,6 @@ def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str 
     ``lorentz``; the jet-axis ones per jet, as in the penalty), or for ``generators(p4, mask) -> [B, A, 4, 4]``.
     ``layer``: the module to move (default: the first ``nn.Linear`` of the forward pass); ``param_names``:
     the flat layout of the result (default: all parameters that require grad, as ``HessianOperator``)."""
-    from softsym.penalties.symmetry import symmetry_generators
-
     was_training = model.training
     model.eval()
     try:
@@ -168,13 +163,13 @@ def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str 
         if not isinstance(module, nn.Linear):
             raise ValueError(f"layer {layer!r} is a {type(module).__name__}; symmetry directions need an nn.Linear")
         has_bias = module.bias is not None
-        names = GENERATOR_NAMES.get(symmetry) if generators is None else None
+        sym = SYMMETRIES.build(symmetry) if generators is None else None
+        names = sym.generator_names if sym is not None else None
         XtX = XtT = sst = None
         n_rows = 0
         for batch in batches:
             batch = move_batch(batch, device, dtype)
-            gens = (symmetry_generators(symmetry, batch.p4, batch.mask)[0] if generators is None
-                    else generators(batch.p4, batch.mask))
+            gens = sym.generators(batch.p4, batch.mask) if sym is not None else generators(batch.p4, batch.mask)
             n_gen = gens.shape[1]
             for a in range(n_gen):
                 tan_p4 = torch.einsum("bjk,bpk->bpj", gens[:, a].to(dtype), batch.p4)
@@ -264,9 +259,6 @@ def goldstone_overlap(directions: SymmetryDirections | np.ndarray, *, eigenvalue
         return GoldstoneOverlap(overlap, per, curv, r, float(near.sum()), thr, float(near.mean()), "exact", fit_r2)
     if op is None or lambda_max is None:
         raise ValueError("give eigenvalues and eigenvectors, or op and lambda_max")
-    from softsym.analysis.density import quadrature_mass
-    from softsym.analysis.hessian import as_matvec
-
     thr = near_zero_eps * lambda_max
     pred = lambda x: np.abs(x) < thr  # noqa: E731
     matvec, n, _ = as_matvec(op)

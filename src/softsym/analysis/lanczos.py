@@ -20,7 +20,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from tqdm.auto import tqdm
 
-from softsym.analysis.hessian import as_matvec, matvec_count
+from softsym.analysis.matvec import as_matvec, matvec_count
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class _Krylov:
 
     def __init__(self, matvec, n: int, device, v0: torch.Tensor, seed: int) -> None:
         self.matvec, self.n, self.device = matvec, n, device
-        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.rng = torch.Generator().manual_seed(seed + 1)
         self.V = torch.empty(min(n, 64), n, dtype=torch.float64, device=device)
         self.m = 0
         self.alphas: list[float] = []
@@ -125,7 +125,7 @@ class _Krylov:
             self._append(self.w / beta)
             return True
         for _ in range(3):  # breakdown: continue with a fresh direction, T becomes block diagonal
-            r = torch.randn(self.n, generator=self.gen, dtype=torch.float64).to(self.device)
+            r = torch.randn(self.n, generator=self.rng, dtype=torch.float64).to(self.device)
             r = _orthogonalise(r, self.V[: self.m])
             if float(r.norm()) > 1e-8:
                 self.betas.append(0.0)

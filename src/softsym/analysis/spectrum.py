@@ -1,7 +1,7 @@
 """One call for the Hessian part of the complexity stage: exact or Lanczos, trace, density, and the metrics.
 
-Metric names (DESIGN.md, MLflow contract) and their definitions, with λ_max = max_i |λ_i| and ε, z from the
-config (``complexity.hessian.near_zero_eps``, ``complexity.hessian.eff_dim_z``):
+Metric names (the MLflow contract of docs/architecture.md) and their definitions, with λ_max = max_i |λ_i|
+and ε, z from the config (``complexity.hessian.near_zero_eps``, ``complexity.hessian.eff_dim_z``):
 
 - ``hessian_top_eig``: the largest eigenvalue; ``hessian_bottom_eig``: the smallest.
 - ``hessian_trace`` ± ``hessian_trace_se``: exact (se 0) for ``method=exact``, else Hutch++/XTrace.
@@ -15,13 +15,15 @@ step function: resolution ~1/(probes·steps) of the spectrum), the extremes from
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from softsym.analysis.density import SpectralDensity, spectral_density
-from softsym.analysis.hessian import ExactHessian, HessianOperator, exact_hessian
+from softsym.analysis.curvature import HessianOperator
+from softsym.analysis.density import SpectralDensity, gaussian_density, spectral_density
+from softsym.analysis.exact import ExactHessian, exact_hessian
 from softsym.analysis.lanczos import EigenPairs, LanczosResult, lanczos
 from softsym.analysis.trace import TraceEstimate, estimate_trace, exact_trace
 
@@ -29,6 +31,31 @@ METHODS = ("auto", "exact", "lanczos")
 # Exact Hessian (+ eigh) of a 4.8k-parameter PFN on 512 jets × 64 particles: ~60-120 s on one shared CPU core
 # (cost ~ n²), so 4000 keeps `auto` under ~60 s.
 DEFAULT_EXACT_MAX_PARAMS = 4000
+
+
+@dataclass(frozen=True)
+class HessianOptions:
+    """What ``analyze_hessian`` computes (config group ``complexity.hessian``, plus the run's seed)."""
+
+    method: str = "auto"               # auto | exact | lanczos; auto = exact when n <= exact_max_params
+    exact_max_params: int = DEFAULT_EXACT_MAX_PARAMS
+    k: int = 20                        # top-k eigenpairs (Lanczos)
+    k_bottom: int = 5                  # bottom-k eigenpairs (Lanczos)
+    tol: float = 1e-4                  # relative eigenvalue accuracy at which Lanczos stops
+    max_iter: int | None = None        # Krylov dimension limit (None: lanczos' default)
+    trace_method: str = "hutchpp"      # hutchpp | xtrace | hutchinson (lanczos; exact uses the exact trace)
+    trace_matvecs: int = 99
+    slq_probes: int = 8                # stochastic Lanczos quadrature for the spectral density
+    slq_steps: int = 64
+    density: bool = True               # compute the density (for the plot) in both modes
+    near_zero_eps: float = 1e-3        # near zero: |λ| < near_zero_eps · λ_max
+    eff_dim_z: float = 1.0             # effective dimension Σ_{λ>0} λ / (λ + z)
+    seed: int = 0                      # seeds every random draw
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"complexity.hessian.method={self.method!r} is unknown; expected one of {METHODS}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +85,7 @@ class HessianAnalysis:
 
 def spectrum_metrics(eigenvalues: np.ndarray, *, near_zero_eps: float = 1e-3, eff_dim_z: float = 1.0,
                      trace: TraceEstimate | None = None) -> dict[str, float]:
-    """The DESIGN metrics from a full set of eigenvalues."""
+    """The spectrum metrics (module docstring) from a full set of eigenvalues."""
     lam = np.asarray(eigenvalues, dtype=np.float64)
     lmax = float(np.abs(lam).max())
     thr = near_zero_eps * lmax
@@ -96,42 +123,42 @@ def _pairs_from_exact(ex: ExactHessian, k: int, top: bool) -> EigenPairs:
     return EigenPairs(ex.eigenvalues[idx], vecs, zeros, zeros, np.ones(len(idx), dtype=bool))
 
 
-def analyze_hessian(op: HessianOperator, *, method: str = "auto",
-                    exact_max_params: int = DEFAULT_EXACT_MAX_PARAMS, k: int = 20, k_bottom: int = 5,
-                    tol: float = 1e-4, max_iter: int | None = None, trace_method: str = "hutchpp",
-                    trace_matvecs: int = 99, slq_probes: int = 8, slq_steps: int = 64, density: bool = True,
-                    near_zero_eps: float = 1e-3, eff_dim_z: float = 1.0, seed: int = 0,
-                    progress: bool = False) -> HessianAnalysis:
+def analyze_hessian(op: HessianOperator, *, options: HessianOptions | None = None,
+                    **overrides) -> HessianAnalysis:
     """Spectrum of ``op``: ``exact`` (full matrix + eigh; ``auto`` when n ≤ ``exact_max_params``) or
     ``lanczos`` (top-k / bottom-k, Hutch++ trace, SLQ density). The density is computed in both modes
-    (for the plot) unless ``density=False``. Every random draw is seeded by ``seed``."""
-    if method not in METHODS:
-        raise ValueError(f"complexity.hessian.method={method!r} is unknown; expected one of {METHODS}")
+    (for the plot) unless ``density=False``. Every random draw is seeded by ``seed``. ``options``: a
+    ``HessianOptions``; keyword ``overrides`` (its field names) replace single fields of it, or of the
+    defaults when no ``options`` are given."""
+    o = dataclasses.replace(options, **overrides) if options is not None else HessianOptions(**overrides)
     t0, before = time.perf_counter(), op.n_matvecs
-    chosen = ("exact" if op.n <= exact_max_params else "lanczos") if method == "auto" else method
+    chosen = ("exact" if op.n <= o.exact_max_params else "lanczos") if o.method == "auto" else o.method
     dens = None
     if chosen == "exact":
-        ex = exact_hessian(op, eigenvectors=True, progress=progress)
+        ex = exact_hessian(op, eigenvectors=True, progress=o.progress)
         trace = exact_trace(ex.eigenvalues)
-        metrics = spectrum_metrics(ex.eigenvalues, near_zero_eps=near_zero_eps, eff_dim_z=eff_dim_z, trace=trace)
-        top = _pairs_from_exact(ex, k, top=True)
-        bottom = _pairs_from_exact(ex, k_bottom, top=False) if k_bottom > 0 else None
-        if density:
+        metrics = spectrum_metrics(ex.eigenvalues, near_zero_eps=o.near_zero_eps, eff_dim_z=o.eff_dim_z,
+                                   trace=trace)
+        top = _pairs_from_exact(ex, o.k, top=True)
+        bottom = _pairs_from_exact(ex, o.k_bottom, top=False) if o.k_bottom > 0 else None
+        if o.density:
             dens = _exact_density(ex.eigenvalues)
         result_l, eigenvalues = None, ex.eigenvalues
     else:
         ex = None
-        result_l = lanczos(op, k=k, k_bottom=k_bottom, tol=tol, max_iter=max_iter, seed=seed, progress=progress)
+        result_l = lanczos(op, k=o.k, k_bottom=o.k_bottom, tol=o.tol, max_iter=o.max_iter, seed=o.seed,
+                           progress=o.progress)
         top, bottom = result_l.top, result_l.bottom
-        trace = estimate_trace(op, method=trace_method, n_matvecs=trace_matvecs, seed=seed + 1)
+        trace = estimate_trace(op, method=o.trace_method, n_matvecs=o.trace_matvecs, seed=o.seed + 1)
         lmax = max(abs(float(top.values[0])), abs(float(bottom.values[0])) if bottom is not None else 0.0)
         metrics = {"hessian_top_eig": float(top.values[0]), "hessian_trace": trace.value,
                    "hessian_trace_se": trace.std_error}
         if bottom is not None:
             metrics["hessian_bottom_eig"] = float(bottom.values[0])
-        if density:
-            dens = spectral_density(op, n_probes=slq_probes, n_steps=slq_steps, seed=seed + 2, progress=progress)
-            metrics.update(density_metrics(dens, lmax, near_zero_eps=near_zero_eps, eff_dim_z=eff_dim_z))
+        if o.density:
+            dens = spectral_density(op, n_probes=o.slq_probes, n_steps=o.slq_steps, seed=o.seed + 2,
+                                    progress=o.progress)
+            metrics.update(density_metrics(dens, lmax, near_zero_eps=o.near_zero_eps, eff_dim_z=o.eff_dim_z))
         metrics["hessian_lanczos_converged"] = float(result_l.converged)
         parts = [top.values] + ([bottom.values] if bottom is not None else [])
         eigenvalues = np.unique(np.concatenate(parts))
@@ -144,8 +171,6 @@ def analyze_hessian(op: HessianOperator, *, method: str = "auto",
 
 
 def _exact_density(eigenvalues: np.ndarray) -> SpectralDensity:
-    from softsym.analysis.density import gaussian_density
-
     nodes = eigenvalues[None, :]
     weights = np.full_like(nodes, 1.0 / len(eigenvalues))
     grid, dens, sigma = gaussian_density(nodes, weights)

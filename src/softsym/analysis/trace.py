@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from softsym.analysis.hessian import as_matvec, matvec_count
+from softsym.analysis.matvec import as_matvec, matvec_count
 
 TRACE_METHODS = ("hutchpp", "xtrace", "hutchinson")
 
@@ -34,8 +34,8 @@ class TraceEstimate:
     seconds: float = 0.0
 
 
-def _rademacher(n: int, k: int, gen: torch.Generator, device) -> torch.Tensor:
-    return (torch.randint(0, 2, (n, k), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1).to(device)
+def _rademacher(n: int, k: int, rng: torch.Generator, device) -> torch.Tensor:
+    return (torch.randint(0, 2, (n, k), generator=rng, dtype=torch.int8).to(torch.float64) * 2 - 1).to(device)
 
 
 def _apply(matvec, X: torch.Tensor) -> torch.Tensor:
@@ -66,9 +66,9 @@ def hutchpp_trace(op, *, n_matvecs: int = 99, seed: int = 0) -> TraceEstimate:
                           for j in range(n)))
         return TraceEstimate(value, 0.0, _count(op, before, n), "exact", time.perf_counter() - t0)
     k = max(n_matvecs // 3, 1)
-    gen = torch.Generator().manual_seed(seed)
-    S = _rademacher(n, k, gen, device)
-    G = _rademacher(n, k, gen, device)
+    rng = torch.Generator().manual_seed(seed)
+    S = _rademacher(n, k, rng, device)
+    G = _rademacher(n, k, rng, device)
     Q, _ = torch.linalg.qr(_apply(matvec, S))
     t_low = float((Q * _apply(matvec, Q)).sum())
     PG = G - Q @ (Q.T @ G)

@@ -1,22 +1,6 @@
-"""Jet data: ROOT/RNTuple/Parquet reading, padding, splits, loaders, and the Pythia 8 + FastJet generator.
+"""Jet data: files of the JetClass schema read into padded arrays or streamed, the train/val/test splits and
+their loaders, and the Pythia 8 + FastJet generation (``softsym.data.pythia``).
 
-Names are imported lazily: generator worker processes import ``softsym.data.generator`` without paying for
-torch, which the containers and loaders need.
+Nothing is imported here: Pythia worker processes import ``softsym.data.pythia`` without paying for torch,
+which the containers (``jets``) and the loaders need. Import from the modules themselves.
 """
-
-import importlib
-
-_EXPORTS = {
-    "DataError": "softsym.data.errors",
-    "InMemoryLoader": "softsym.data.loader",
-    "JetArrays": "softsym.data.jets",
-    "JetBatch": "softsym.data.jets",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'softsym.data' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The in-memory jet container every stage works on.
 
-``JetArrays`` holds padded numpy arrays (the data contract of DESIGN.md): 4-vectors ``p4 [N, P, 4]``
+``JetArrays`` holds padded numpy arrays (the data contract of docs/architecture.md): 4-vectors ``p4 [N, P, 4]``
 (E, px, py, pz, float32), ``mask [N, P]`` (bool, real particles first, sorted by pT), integer class
 indices ``labels [N]`` and symmetry-neutral per-particle ``scalars [N, P, S]`` (charge, PID flags).
 Model features are computed from ``p4`` (``softsym.physics.compute_features``) when a batch is made,
@@ -9,7 +9,7 @@ so that a transformed jet always yields consistent features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
 import torch
@@ -85,3 +85,65 @@ class JetBatch:
 
     def with_p4(self, p4: torch.Tensor) -> JetBatch:
         return JetBatch(p4, self.mask, self.labels, self.scalars)
+
+
+def trim_padding(batch, *, max_buckets: int = 8, min_jets: int = 32) -> list:
+    """Split a batch of jets into up to ``max_buckets`` batches of similar multiplicity, each cut to its
+    largest number of real particles. Exact for every model of the contract (padded particles never change
+    the output): the jet-weighted loss is the same function of θ, with ~30% fewer per-particle operations on
+    typical jets. Applies to dataclass batches with ``mask [B, P]`` whose real particles come first; any other
+    batch is returned unchanged (as a one-element list)."""
+    mask = getattr(batch, "mask", None)
+    if not (is_dataclass(batch) and isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.dtype == torch.bool):
+        return [batch]
+    n_jets, n_slots = mask.shape
+    counts = mask.sum(1)
+    if not torch.equal(mask, torch.arange(n_slots, device=mask.device)[None, :] < counts[:, None]):
+        return [batch]  # real particles are not first: leave it alone
+    k = max(1, min(max_buckets, n_jets // max(min_jets, 1)))
+    order = torch.argsort(counts, stable=True)
+    out = []
+    for idx in torch.tensor_split(order, k):
+        if len(idx) == 0:
+            continue
+        keep = max(int(counts[idx].max()), 1)
+        values = {}
+        for f in fields(batch):
+            v = getattr(batch, f.name)
+            if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n_jets:
+                v = v[idx]
+                if v.dim() >= 2 and v.shape[1] == n_slots:
+                    v = v[:, :keep]
+            values[f.name] = v
+        out.append(type(batch)(**values))
+    return out
+
+
+def batch_length(batch) -> int:
+    """Number of examples in a batch: ``len(batch)`` if defined, else the leading size of its first tensor."""
+    if hasattr(batch, "__len__") and not isinstance(batch, (tuple, list, dict)):
+        return len(batch)
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    items = batch.values() if isinstance(batch, dict) else batch
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            return int(item.shape[0])
+    raise TypeError(f"cannot tell the size of a batch of type {type(batch).__name__}")
+
+
+def move_batch(batch, device: torch.device | None = None, dtype: torch.dtype | None = None):
+    """Move every tensor of ``batch`` to ``device`` and floating tensors to ``dtype`` (dataclasses such as
+    ``JetBatch``, tuples, lists, dicts and plain tensors)."""
+    if isinstance(batch, torch.Tensor):
+        out = batch.to(device) if device is not None else batch
+        if dtype is not None and out.is_floating_point():
+            out = out.to(dtype)
+        return out
+    if is_dataclass(batch) and not isinstance(batch, type):
+        return type(batch)(**{f.name: move_batch(getattr(batch, f.name), device, dtype) for f in fields(batch)})
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_batch(b, device, dtype) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_batch(v, device, dtype) for k, v in batch.items()}
+    return batch

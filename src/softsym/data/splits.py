@@ -1,90 +1,142 @@
-"""Deterministic, stratified train/val/test splits.
-
-Two forms with the same guarantee (each split holds every class in its proportion, whatever the file order):
-- ``split_indices`` for jets in memory: a seeded permutation inside each class, cut at the fractions.
-- ``entry_hashes`` + ``split_bounds`` for streaming, where the jets are never all loaded: every (file, entry)
-  gets a seeded 63-bit hash, and each class of each file is cut at the hash quantiles of the fractions, so a
-  jet's split is decided from its own hash and a few numbers per file.
-"""
+"""The train/val/test splits: what both forms provide (``JetSplits``), in memory (``DatasetSplits``, from
+``load_splits``: read, split stratified and seeded, summarise) or streamed from the files
+(``StreamingSplits``)."""
 
 from __future__ import annotations
 
-import hashlib
-import math
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from softsym.data.errors import DataError
-
-SPLIT_NAMES = ("train", "val", "test")
-_HASH_MAX = np.uint64(1 << 63)  # hashes are 63-bit, so this bound is above all of them
-
-
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    """Three non-negative fractions (train, val, test) that add up to 1."""
-    values = tuple(float(f) for f in fractions)
-    if len(values) != 3 or any(not math.isfinite(f) or f < 0 for f in values) or abs(sum(values) - 1) > 1e-6:
-        raise DataError(f"data.splits must be three non-negative fractions (train, val, test) adding up to 1, "
-                        f"got {list(fractions)}")
-    return values
+from softsym.data.jets import JetArrays
+from softsym.data.loaders import InMemoryLoader, JetLoader
+from softsym.data.reader import ReadSummary, read_jets
+from softsym.data.stratify import split_indices
+from softsym.data.stream_plan import StreamPlan
+from softsym.data.streaming import StreamingJetLoader
 
 
-def _split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
-    """How many of ``n`` go to train and to val (test takes the rest), rounded to nearest."""
-    n_train = min(n, round(fractions[0] * n))
-    n_val = min(n - n_train, round(fractions[1] * n))
-    return n_train, n_val
+@runtime_checkable
+class JetSplits(Protocol):
+    """Train/val/test jets, whether held in memory or streamed: what the stages use."""
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def scalar_names(self) -> tuple[str, ...]: ...
+
+    def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
+               rank: int = 0, world_size: int = 1) -> JetLoader:
+        """Batches of one split (``train``, ``val``, ``test``)."""
+        ...
+
+    def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
+        """One split (its first ``max_jets`` jets if given) in memory."""
+        ...
+
+    def metrics(self) -> dict[str, float]:
+        """The data metrics: ``data_n_<split>``, ``data_signal_frac`` (overall and per split), ..."""
+        ...
 
 
-def split_indices(labels: np.ndarray, *, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the train, val and test jets, each sorted, stratified by class and fixed by ``seed``."""
-    fractions = check_fractions(fractions)
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_train, n_val = _split_counts(len(members), fractions)
-        for part, piece in zip(parts, np.split(members, [n_train, n_train + n_val]), strict=True):
-            part.append(piece)
-    return tuple(np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts)
+@dataclass(frozen=True)
+class DatasetSplits:
+    train: JetArrays
+    val: JetArrays
+    test: JetArrays
+    summary: ReadSummary
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+    @property
+    def scalar_names(self) -> tuple[str, ...]:
+        return self.train.scalar_names
+
+    def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
+               rank: int = 0, world_size: int = 1) -> InMemoryLoader:
+        """Batches of one split (``train``, ``val``, ``test``); the streaming dataset offers the same call."""
+        return InMemoryLoader(self.arrays(split), batch_size=batch_size, shuffle=shuffle, seed=seed, device=device,
+                              rank=rank, world_size=world_size)
+
+    def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
+        """One split in memory (its first ``max_jets`` jets if given)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; expected train, val or test")
+        arrays = getattr(self, split)
+        return arrays if max_jets is None or max_jets >= len(arrays) else arrays.subset(slice(0, max_jets))
+
+    def metrics(self) -> dict[str, float]:
+        """The data metrics (jets per split, signal fractions, mean particles, dropped jets), plus the signal
+        fraction of each split."""
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        n_total = sum(len(p) for p in parts.values())
+        signal = sum(int((p.labels != 0).sum()) for p in parts.values())
+        out = {f"data_n_{name}": float(len(p)) for name, p in parts.items()}
+        out["data_signal_frac"] = signal / max(n_total, 1)
+        out.update({f"data_signal_frac_{name}": float((p.labels != 0).mean()) for name, p in parts.items()})
+        out["data_mean_particles"] = float(np.mean([p.mask.sum(1).mean() for p in parts.values()]))
+        out["data_dropped_jets"] = float(self.summary.n_dropped_empty)
+        return out
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: a bijection on uint64 that spreads every input bit over the output."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+def load_splits(paths: Sequence[str], *, tree: str = "tree", branches: Mapping[str, str] | None = None,
+                classes: Sequence[str] = ("QCD", "Tbqq"), max_particles: int = 128,
+                max_jets_per_class: int | None = None, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                seed: int = 0, progress: bool = False) -> DatasetSplits:
+    """Read every selected jet into memory and split it deterministically by ``seed``, stratified by class."""
+    arrays, summary = read_jets(list(paths), tree=tree, branches=dict(branches) if branches else None,
+                                classes=tuple(classes), max_particles=max_particles,
+                                max_jets_per_class=max_jets_per_class, progress=progress)
+    train, val, test = split_indices(arrays.labels, fractions=tuple(fractions), seed=seed)
+    return DatasetSplits(arrays.subset(train), arrays.subset(val), arrays.subset(test), summary)
 
 
-def file_key(path: str) -> int:
-    """A 64-bit key from the file's name (not its directory), so splits survive moving the files."""
-    return int.from_bytes(hashlib.blake2b(os.path.basename(path).encode(), digest_size=8).digest(), "little")
+@dataclass(frozen=True)
+class StreamingSplits:
+    """Train/val/test streamed from the files (``data.stream``): the interface of ``DatasetSplits``."""
 
+    plan: StreamPlan
+    loader_workers: int = 0
 
-def entry_hashes(seed: int, key: int, entries: np.ndarray) -> np.ndarray:
-    """Seeded 63-bit hashes of entry numbers within the file with ``key``."""
-    with np.errstate(over="ignore"):
-        base = _mix64(np.array([(seed * 0x9E3779B97F4A7C15 + key) % (1 << 64)], np.uint64))
-        return _mix64(np.asarray(entries, np.uint64) + base) >> np.uint64(1)
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.plan.classes
 
+    @property
+    def scalar_names(self) -> tuple[str, ...]:
+        return self.plan.scalar_names
 
-def split_bounds(hashes: np.ndarray, fractions: Sequence[float]) -> tuple[int, int]:
-    """Hash cuts (b1, b2) of one class of one file: train is h < b1, val b1 <= h < b2, test h >= b2."""
-    fractions = check_fractions(fractions)
-    ordered = np.sort(hashes)
-    n_train, n_val = _split_counts(len(ordered), fractions)
+    def loader(self, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0, device="cpu",
+               rank: int = 0, world_size: int = 1) -> StreamingJetLoader:
+        """``seed`` is the plan's (the split and shuffle seed are fixed when the plan is made); under DDP each
+        rank streams its own share of the files (``StreamingJetLoader``)."""
+        return StreamingJetLoader(self.plan, split, batch_size=batch_size, shuffle=shuffle, device=device,
+                                  loader_workers=self.loader_workers, rank=rank, world_size=world_size)
 
-    def cut(k: int) -> int:
-        return int(ordered[k]) if k < len(ordered) else int(_HASH_MAX)
-    return cut(n_train), cut(n_train + n_val)
+    def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
+        """The first ``max_jets`` jets of a split (file order) in memory, e.g. a fixed evaluation set."""
+        parts, n = [], 0
+        for batch in StreamingJetLoader(self.plan, split, batch_size=4096, shuffle=False):
+            parts.append(JetArrays(batch.p4.numpy(), batch.mask.numpy(), batch.labels.numpy(), batch.scalars.numpy(),
+                                   self.class_names, self.scalar_names))
+            n += len(batch)
+            if max_jets is not None and n >= max_jets:
+                break
+        arrays = JetArrays.concatenate(parts)
+        return arrays if max_jets is None else arrays.subset(slice(0, max_jets))
 
-
-def split_of(hashes: np.ndarray, b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) of each hash, given per-row bounds."""
-    return (hashes >= b1).astype(np.int8) + (hashes >= b2).astype(np.int8)
+    def metrics(self) -> dict[str, float]:
+        counts = {split: self.plan.n_jets_per_class(split) for split in ("train", "val", "test")}
+        out = {f"data_n_{split}": float(sum(c.values())) for split, c in counts.items()}
+        background = self.class_names[0]
+        total = sum(out.values())
+        out["data_signal_frac"] = sum(sum(c.values()) - c[background] for c in counts.values()) / max(total, 1)
+        for split, c in counts.items():
+            out[f"data_signal_frac_{split}"] = (sum(c.values()) - c[background]) / max(sum(c.values()), 1)
+        out["data_streamed"] = 1.0
+        return out

@@ -1,9 +1,7 @@
 """Streaming jets from files bigger than memory: a torch ``IterableDataset`` over file chunks.
 
-``plan_stream`` runs the reader's label pass once (a few bytes per jet, one file at a time) and fixes which
-split every jet belongs to: each (file, entry) has a seeded hash, and each class of each file is cut at the
-hash quantiles of the split fractions, so the splits are deterministic and stratified per file and class
-without holding any jet. ``StreamingJetLoader`` then yields ``JetBatch`` objects like the in-memory loader:
+``StreamingJetLoader`` reads by a ``StreamPlan`` (``softsym.data.stream_plan``: the files, their chunks and
+every jet's split, fixed from the labels alone) and yields ``JetBatch`` objects like the in-memory loader:
 
 - every epoch the files come in a seeded order and are read a few at a time, one chunk of each in turn;
   with ``loader_workers`` DataLoader workers, whole files (or, with few files, chunks) are dealt out to them;
@@ -15,92 +13,31 @@ without holding any jet. ``StreamingJetLoader`` then yields ``JetBatch`` objects
 - under DDP (``rank``, ``world_size``) the files or chunks are dealt over every worker of every rank, so each
   rank reads its own share of the data; ranks may then run a few more or fewer steps than each other, which
   the training loop absorbs with DDP's ``join``.
-
-``should_stream`` decides between this and the in-memory path from the entry counts and a memory budget.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from softsym.data.errors import DataError
+from softsym.data.files import JetSource, open_source
 from softsym.data.jets import JetBatch
-from softsym.data.reader import Chunk, FilePlan, ReadPlan, clear_slots, pad_chunk, plan_files, read_chunk
-from softsym.data.schema import DEFAULT_SCALARS, JetSource, SourceCache, expand_paths, open_source
-from softsym.data.splits import SPLIT_NAMES, check_fractions, entry_hashes, file_key, split_bounds, split_of
+from softsym.data.loaders import check_batch_size
+from softsym.data.padding import Chunk, clear_slots, pad_chunk
+from softsym.data.reader import read_chunk
+from softsym.data.stratify import SPLIT_NAMES, entry_hashes, split_of
+from softsym.data.stream_plan import StreamFile, StreamPlan
 
-STREAM_CHUNK_ENTRIES = 8_192
 _PREFETCH = 2  # batches each DataLoader worker prepares ahead
 _TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.bool_): torch.bool,
                  np.dtype(np.int64): torch.int64}
 
-__all__ = ["StreamPlan", "StreamingJetLoader", "estimate_memory_gb", "plan_stream", "should_stream"]
-
-
-@dataclass(frozen=True)
-class StreamFile:
-    plan: FilePlan
-    key: int                 # file_key(path): the hash salt of this file's entries
-    bounds: np.ndarray       # [n_classes, 2] uint64 hash cuts train|val and val|test
-    n_per_split: np.ndarray  # [3, n_classes] jets of each class in each split
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """Everything a streaming epoch needs to know about the files, a few numbers per file."""
-
-    files: tuple[StreamFile, ...]
-    tree: str
-    classes: tuple[str, ...]
-    scalar_names: tuple[str, ...]
-    max_particles: int
-    seed: int
-    files_skipped: tuple[str, ...]
-    n_unselected: int
-
-    def n_jets_per_class(self, split: str) -> dict[str, int]:
-        """Jets with a selected label in ``split`` (jets without constituents are dropped as they are met)."""
-        index = SPLIT_NAMES.index(split)
-        totals = sum((f.n_per_split[index] for f in self.files), np.zeros(len(self.classes), np.int64))
-        return {cls: int(n) for cls, n in zip(self.classes, totals, strict=True)}
-
-    def n_jets(self, split: str) -> int:
-        return sum(self.n_jets_per_class(split).values())
-
-
-def plan_stream(paths: str | Iterable[str], *, tree: str = "tree", branches: Mapping[str, str] | None = None,
-                classes: Sequence[str] = ("QCD", "Tbqq"), max_particles: int = 128,
-                max_jets_per_class: int | None = None, scalar_branches: Sequence[str] = DEFAULT_SCALARS,
-                fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0,
-                chunk_entries: int = STREAM_CHUNK_ENTRIES, progress: bool = False) -> StreamPlan:
-    """Check every file and fix the split of every jet, reading labels only."""
-    if max_particles < 1:
-        raise DataError(f"data.max_particles must be a positive integer, got {max_particles}")
-    fractions = check_fractions(fractions)
-    extras: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-    def cut_splits(_: int, file_plan: FilePlan, class_index: np.ndarray) -> None:
-        key = file_key(file_plan.path)
-        bounds = np.zeros((len(file_plan.n_per_class), 2), np.uint64)
-        counts = np.zeros((3, len(file_plan.n_per_class)), np.int64)
-        for k in range(len(file_plan.n_per_class)):
-            hashes = entry_hashes(seed, key, np.flatnonzero(class_index == k))
-            bounds[k] = split_bounds(hashes, fractions)
-            counts[:, k] = np.bincount(split_of(hashes, bounds[k, 0], bounds[k, 1]), minlength=3)
-        extras.append((key, bounds, counts))
-
-    read_plan: ReadPlan = plan_files(paths, tree=tree, branches=branches, classes=classes,
-                                     max_jets_per_class=max_jets_per_class, scalar_branches=scalar_branches,
-                                     chunk_entries=chunk_entries, on_labels=cut_splits, progress=progress)
-    files = tuple(StreamFile(p, *extra) for p, extra in zip(read_plan.files, extras, strict=True))
-    return StreamPlan(files, tree, read_plan.classes, read_plan.scalar_names, max_particles, seed,
-                      read_plan.files_skipped, read_plan.n_unselected)
+__all__ = ["JetStream", "StreamingJetLoader"]
 
 
 def _worker_units(plan: StreamPlan, epoch: int, shuffle: bool, n_lanes: int, worker: int,
@@ -351,10 +288,7 @@ class StreamingJetLoader:
                  shuffle: bool | None = None, loader_workers: int = 0, shuffle_buffer: int = 32_768,
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu") -> None:
-        if batch_size < 1:
-            raise DataError(f"batch size must be a positive integer, got {batch_size}")
-        if batch_size % world_size:
-            raise DataError(f"train.batch_size={batch_size} must be divisible by the {world_size} DDP processes")
+        check_batch_size(batch_size, world_size)
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is outside the {world_size} DDP processes")
         if loader_workers < 0:
@@ -409,37 +343,3 @@ class StreamingJetLoader:
         finally:
             self.dataset.shared = None
 
-
-def estimate_memory_gb(paths: str | Iterable[str], *, tree: str = "tree", max_particles: int = 128,
-                       n_classes: int = 2, max_jets_per_class: int | None = None,
-                       n_scalars: int = len(DEFAULT_SCALARS)) -> float:
-    """Memory the in-memory path would take, from entry counts only (no data is read).
-
-    Per jet: p4 (4 float32), mask (1 byte) and scalars (float32 each) per particle slot, and the label; times
-    2 because the train/val/test subsets are copies of the arrays read. Files may hold classes that are not
-    selected, so this is an upper bound.
-    """
-    n_entries = 0
-    with SourceCache(tree, capacity=0) as sources:
-        for path in expand_paths(paths):
-            source = sources.get(path)
-            n_entries += source.num_entries
-            sources.release(source)
-    if max_jets_per_class is not None:
-        n_entries = min(n_entries, max_jets_per_class * n_classes)
-    bytes_per_jet = max_particles * (4 * 4 + 1 + 4 * n_scalars) + 8
-    return 2 * n_entries * bytes_per_jet / 1024**3
-
-
-def should_stream(paths: str | Iterable[str], *, stream: bool | str = "auto", memory_budget_gb: float = 4.0,
-                  tree: str = "tree", max_particles: int = 128, n_classes: int = 2,
-                  max_jets_per_class: int | None = None, n_scalars: int = len(DEFAULT_SCALARS)) -> bool:
-    """``data.stream``: True/False force it; "auto" streams when the estimate exceeds ``memory_budget_gb``."""
-    choice = str(stream).lower()
-    if choice in ("true", "false"):
-        return choice == "true"
-    if choice != "auto":
-        raise DataError(f"data.stream must be auto, true or false, got {stream!r}")
-    estimate = estimate_memory_gb(paths, tree=tree, max_particles=max_particles, n_classes=n_classes,
-                                  max_jets_per_class=max_jets_per_class, n_scalars=n_scalars)
-    return estimate > memory_budget_gb

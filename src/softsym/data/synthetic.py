@@ -1,6 +1,6 @@
 """Synthetic jets with known prong structure, for tests and examples that need jets in seconds.
 
-Not a physics generator (that is ``softsym.data.generator``, Pythia 8 + FastJet): signal jets are three
+Not a physics generator (that is ``softsym.data.pythia``, Pythia 8 + FastJet): signal jets are three
 hard prongs at the angular separation of a boosted top (ΔR ~ 2m/pT), background jets one hard core with a
 wide soft spray. Massless constituents, pT-sorted, padded; fully vectorised and seeded.
 """

@@ -2,9 +2,10 @@
 
 Loss: α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y). A single signal logit z is the two-class
 model with logits [0, z] (softmax([0, z]) = [1 − σ(z), σ(z)]), so binary and multi-class go through the same
-softmax KL, and the CE term is the spine's task loss (BCE for one logit).
+softmax KL, and the CE term is the training task loss (``softsym.training.metrics.task_loss``: BCE for one
+logit).
 
-The student is trained by the spine's ``fit`` with a KD objective; the teacher's logits are computed on the
+The student is trained by ``softsym.training.fit`` with a KD objective; the teacher's logits are computed on the
 fly (eval mode, no grad) for each batch, so the student sees exactly the batches of the loader. Students of
 different teachers are comparable: ``build_student`` initialises from a seed of its own and the loader's
 batch order depends only on (seed, epoch).
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softsym.data.jets import JetBatch
-from softsym.models import JetModel, build_model, logits_from_p4
+from softsym.models import MODELS, JetModel, logits_from_p4
 from softsym.robustness.evaluate import PerturbationScan, RobustnessResult, evaluate_robustness, signal_score
 from softsym.training.loop import FitConfig, FitResult, LossFn, fit
 from softsym.training.metrics import binary_metrics, task_loss
@@ -81,7 +82,7 @@ class KDConfig:
 def kd_objective(teacher: nn.Module, kd: KDConfig, penalty=None) -> LossFn:
     """A ``loss_fn(model, batch, training)`` for ``fit``: the KD loss against ``teacher`` on each batch.
 
-    ``penalty`` (optional, as built by ``softsym.penalties.build_penalty``: ``penalty(model, batch) ->
+    ``penalty`` (optional, as built by ``softsym.penalties.PENALTIES``: ``penalty(model, batch) ->
     (logits, value)`` with a ``weight``) adds weight·value while training; its forward pass also gives the
     student's logits. Validation measures the KD loss alone, so early stopping compares like with like.
     """
@@ -109,7 +110,7 @@ def build_student(name: str, *, n_features: int, n_classes: int, seed: int, **si
     was), so students of different teachers start from the same weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(name, n_features=n_features, n_classes=n_classes, **sizes)
+        return MODELS.build(name, n_features=n_features, n_classes=n_classes, **sizes)
 
 
 collect_logits = predict_logits  # (logits, labels) of a model over batches, mode restored

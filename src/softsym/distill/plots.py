@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib.style
-from matplotlib.figure import Figure
-
-from softsym.robustness.plots import STYLE, save_figure
+from softsym.plotting import new_figure, save_figure, styled
 
 
 def plot_fidelity_curves(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """Agreement at ε_S = 0.5 against step, one line per student (``{label: [(step, agreement), ...]}``)."""
-    with matplotlib.style.context(STYLE):
-        fig = Figure(figsize=(8, 6))
-        ax = fig.subplots()
+    with styled():
+        fig, ax = new_figure(figsize=(8, 6))
         for label, curve in curves.items():
             steps, agreement = zip(*curve, strict=True)
             ax.plot(steps, agreement, marker="o", label=label)

@@ -6,6 +6,9 @@ A model is an ``nn.Module`` whose ``forward(features, p4, mask)`` maps
 signal logit) and the number of classes otherwise (softmax). Most models read only ``features``; models
 that need 4-vectors (pairwise Minkowski products, ParT's pair features) read ``p4``. Padded particles must
 never change the output, and the output must not depend on particle order.
+
+``MODELS`` maps a config name to its class; each model module registers its class with
+``@MODELS.register(name)``, and ``MODELS.build(name, n_features=..., n_classes=..., **sizes)`` makes one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from softsym.physics import compute_features
+from softsym.registry import Registry
 
 
 def n_outputs_for(n_classes: int) -> int:
@@ -37,6 +41,9 @@ class JetModel(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+MODELS: Registry[JetModel] = Registry("model")
 
 
 def logits_from_p4(model: nn.Module, p4: torch.Tensor, mask: torch.Tensor,

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from softsym.models.base import JetModel, masked_sum
+from softsym.models.base import MODELS, JetModel, masked_sum
 from softsym.models.graph import real_pairs
 from softsym.models.pfn import mlp_layers
 from softsym.physics.features import N_KINEMATIC
@@ -62,6 +62,7 @@ class InvariantConvolution(nn.Module):
         return h + self.update(torch.cat([h, messages], dim=-1))
 
 
+@MODELS.register("lorentz_invariant")
 class LorentzInvariantNet(JetModel):
     """Continuous-filter convolutions on Minkowski products.
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from softsym.models.base import JetModel
+from softsym.models.base import MODELS, JetModel
 from softsym.models.pfn import mlp_layers
 
 
+@MODELS.register("mlp")
 class FlatMLP(JetModel):
     def __init__(self, n_features: int, n_classes: int, *, n_particles: int = 32,
                  hidden_sizes: list[int] = (128, 64)) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import EdgeConv, global_mean_pool
 
-from softsym.models.base import JetModel
+from softsym.models.base import MODELS, JetModel
 from softsym.models.graph import knn_graph, node_jet_index, to_padded
 
 # Feature columns that place particles for the first kNN graph: Δη and Δφ to the jet axis.
@@ -43,6 +43,7 @@ class EdgeConvBlock(nn.Module):
         return torch.relu(self.conv(x, edge_index) + self.shortcut(x))
 
 
+@MODELS.register("particlenet")
 class ParticleNet(JetModel):
     """ParticleNet on the real particles of each jet.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from softsym.models.base import JetModel, masked_sum
+from softsym.models.base import MODELS, JetModel, masked_sum
 
 
 def mlp_layers(sizes: list[int], *, final_activation: bool) -> nn.Sequential:
@@ -18,6 +18,7 @@ def mlp_layers(sizes: list[int], *, final_activation: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@MODELS.register("pfn")
 class PFN(JetModel):
     """Per-particle network Φ, a masked sum over particles (permutation invariant), a head F."""
 

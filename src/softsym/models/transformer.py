@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from softsym.models.base import JetModel
+from softsym.models.base import MODELS, JetModel
 from softsym.models.graph import real_pairs, to_padded
 from softsym.models.lorentz_invariant import minkowski_products
 from softsym.models.pfn import mlp_layers
@@ -102,6 +102,7 @@ class AttentionBlock(nn.Module):
         return x + self.ffn(x)
 
 
+@MODELS.register("transformer")
 class ParticleTransformer(JetModel):
     """ParT-style classifier.
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from softsym.analysis.geometric import jet_input_gradient_norms
 from softsym.data.jets import JetBatch
+from softsym.models.gradients import jet_input_gradient_norms
+from softsym.penalties.registry import PENALTIES
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,19 @@ class GeometricComplexityPenalty:
             raise ValueError(f"penalty.lambda must be >= 0, got {self.weight}")
 
     def __call__(self, model: nn.Module, batch: JetBatch,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits ``[B, O]``, mean_b ‖∇_x f(x_b)‖²_F); differentiable when grad mode is on."""
+                 rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits ``[B, O]``, mean_b ‖∇_x f(x_b)‖²_F); differentiable when grad mode is on (draws no random
+        numbers: ``rng`` is accepted for the penalty interface)."""
         train = torch.is_grad_enabled()
         logits, norms = jet_input_gradient_norms(model, batch, create_graph=train)
         if not train:
             return logits.detach(), norms.mean().detach()
         return logits, norms.mean()
+
+
+@PENALTIES.register("gc")
+def geometric_complexity_penalty(*, weight: float = 0.0, symmetry: str | None = None,
+                                 form: str | None = None) -> GeometricComplexityPenalty:
+    """``penalty=gc``. No symmetry is imposed: ``symmetry`` only names the generators whose violation is measured
+    after training (read by the train stage), and ``form`` has no meaning here."""
+    return GeometricComplexityPenalty(weight=weight)

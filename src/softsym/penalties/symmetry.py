@@ -21,33 +21,11 @@ from torch import nn
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
 from softsym.penalties.deep_sets import deep_sets_penalty, supports_deep_sets_penalty
-from softsym.physics.lorentz import (
-    act,
-    axis_boost_generator,
-    axis_rotation_generator,
-    jet_axis,
-    lorentz_generators,
-)
+from softsym.penalties.registry import PENALTIES
+from softsym.physics.lorentz import act
+from softsym.physics.symmetries import SYMMETRIES, sample_group_elements, symmetry_generators
 
-SYMMETRIES = ("rotation", "boost", "lorentz")
 FORMS = ("infinitesimal", "finite")
-
-
-def symmetry_generators(symmetry: str, p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generators ``[B, A, 4, 4]`` of ``symmetry`` for each jet and whether each is a boost ``[A]`` (bool).
-
-    ``rotation``: SO(2) about the jet axis; ``boost``: boosts along the jet axis; ``lorentz``: the six
-    generators of SO(1,3) (K_x, K_y, K_z, J_x, J_y, J_z), the same for every jet.
-    """
-    batch = p4.shape[0]
-    if symmetry == "rotation":
-        return axis_rotation_generator(jet_axis(p4, mask)).unsqueeze(1), torch.tensor([False])
-    if symmetry == "boost":
-        return axis_boost_generator(jet_axis(p4, mask)).unsqueeze(1), torch.tensor([True])
-    if symmetry == "lorentz":
-        gens = lorentz_generators().to(p4)
-        return gens.expand(batch, -1, -1, -1), torch.tensor([True, True, True, False, False, False])
-    raise ValueError(f"unknown symmetry {symmetry!r}; expected one of {SYMMETRIES}")
 
 
 def _couples_jets(model: nn.Module) -> bool:
@@ -107,25 +85,15 @@ def infinitesimal_penalty(model: nn.Module, batch: JetBatch, symmetry: str) -> t
     return logits, derivs.pow(2).sum(dim=(0, 2)).mean()
 
 
-def sample_group_elements(symmetry: str, p4: torch.Tensor, mask: torch.Tensor, *, max_angle: float,
-                          max_rapidity: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random group element per jet ``[B, 4, 4]``: exp(Σ_a θ_a G_a), θ_a ~ U(−range_a, range_a)."""
-    gens, is_boost = symmetry_generators(symmetry, p4, mask)
-    ranges = torch.where(is_boost, max_rapidity, max_angle).to(p4)
-    u = torch.rand(gens.shape[:2], generator=generator, device="cpu").to(p4)
-    theta = (2 * u - 1) * ranges
-    return torch.linalg.matrix_exp(torch.einsum("ba,bajk->bjk", theta, gens))
-
-
 def finite_penalty(model: nn.Module, batch: JetBatch, symmetry: str, *, max_angle: float, max_rapidity: float,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, mean_b ‖f(g·x) − f(x)‖²) with one sampled g per jet.
 
     f(x) and f(g·x) are evaluated from the same random-number state, so a model with dropout applies the
     same dropout masks to both and the penalty measures the transformation alone.
     """
     g = sample_group_elements(symmetry, batch.p4, batch.mask, max_angle=max_angle, max_rapidity=max_rapidity,
-                              generator=generator)
+                              rng=rng)
     devices = [batch.p4.device] if batch.p4.device.type == "cuda" else []
     cpu_state = torch.get_rng_state()
     cuda_states = [torch.cuda.get_rng_state(d) for d in devices]
@@ -158,29 +126,29 @@ class SymmetryPenalty:
         if not 0 < self.batch_fraction <= 1:
             raise ValueError(f"penalty.batch_fraction must be in (0, 1], got {self.batch_fraction}")
         if self.symmetry not in SYMMETRIES:
-            raise ValueError(f"penalty symmetry {self.symmetry!r} is unknown; expected one of {SYMMETRIES}")
+            raise ValueError(f"penalty symmetry {self.symmetry!r} is unknown; expected one of {SYMMETRIES.names()}")
         if self.form not in FORMS:
             raise ValueError(f"penalty.form {self.form!r} is unknown; expected one of {FORMS}")
         if self.weight < 0:
             raise ValueError(f"penalty.lambda must be >= 0, got {self.weight}")
 
     def __call__(self, model: nn.Module, batch: JetBatch,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 rng: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, penalty value) for one batch."""
         if self.batch_fraction < 1:
             n_sub = max(1, round(self.batch_fraction * len(batch)))
-            index = torch.randperm(len(batch), generator=generator)[:n_sub].to(batch.p4.device)
+            index = torch.randperm(len(batch), generator=rng)[:n_sub].to(batch.p4.device)
             subset = JetBatch(batch.p4[index], batch.mask[index], batch.labels[index], batch.scalars[index])
-            _, value = self._evaluate(model, subset, generator)
+            _, value = self._evaluate(model, subset, rng)
             return logits_from_p4(model, batch.p4, batch.mask, batch.scalars), value
-        return self._evaluate(model, batch, generator)
+        return self._evaluate(model, batch, rng)
 
     def _evaluate(self, model: nn.Module, batch: JetBatch,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  rng: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.form == "infinitesimal":
             return infinitesimal_penalty(model, batch, self.symmetry)
         return finite_penalty(model, batch, self.symmetry, max_angle=self.max_angle,
-                              max_rapidity=self.max_rapidity, generator=generator)
+                              max_rapidity=self.max_rapidity, rng=rng)
 
 
 @torch.no_grad()
@@ -192,3 +160,20 @@ def symmetry_violation(model: nn.Module, batches, symmetry: str) -> float:
         total += float(value) * len(batch)
         count += len(batch)
     return total / max(count, 1)
+
+
+def _symmetry_penalty_builder(symmetry: str):
+    def build(*, weight: float = 0.0, **options) -> SymmetryPenalty:
+        named = options.pop("symmetry", symmetry)
+        if named != symmetry:
+            raise ValueError(f"penalty {symmetry!r} imposes symmetry {symmetry!r}, but penalty.symmetry={named!r}")
+        return SymmetryPenalty(symmetry, weight=weight, **options)
+
+    build.__name__ = build.__qualname__ = f"{symmetry}_penalty"
+    build.__doc__ = (f"``penalty={symmetry}``: the soft {symmetry} symmetry penalty; options are the fields of "
+                     f"``SymmetryPenalty`` (form, max_angle, max_rapidity, batch_fraction).")
+    return build
+
+
+for _symmetry in SYMMETRIES:
+    PENALTIES.register(_symmetry)(_symmetry_penalty_builder(_symmetry))

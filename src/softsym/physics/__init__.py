@@ -1,4 +1,5 @@
-"""Four-vectors, Lorentz generators and group elements, and jet features computed from 4-vectors."""
+"""Four-vectors, Lorentz generators and group elements, the symmetry registry, and jet features computed from
+4-vectors."""
 
 from softsym.physics.features import (
     KINEMATIC_FEATURES,
@@ -19,9 +20,11 @@ from softsym.physics.lorentz import (
     lorentz_generators,
     minkowski_dot,
 )
+from softsym.physics.symmetries import SYMMETRIES, Symmetry, sample_group_elements, symmetry_generators
 
 __all__ = [
     "KINEMATIC_FEATURES", "N_KINEMATIC", "act", "axis_boost_generator", "axis_rotation_generator",
     "FeatureJacobian", "compute_features", "exp_generator", "feature_jacobian", "invariant_mass", "jet_axis", "jet_p4",
-    "lorentz_generators", "minkowski_dot", "pt_eta_phi",
+    "lorentz_generators", "minkowski_dot", "pt_eta_phi", "SYMMETRIES", "Symmetry", "sample_group_elements",
+    "symmetry_generators",
 ]

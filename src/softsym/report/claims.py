@@ -1,13 +1,14 @@
-"""Aggregation over seeds and the verdict rule of the study's claims (pure pandas, no MLflow).
+"""The study's claims, paired by seed against the baseline, with Holm–Bonferroni verdicts (pandas, no MLflow).
 
 A *group* is (model, penalty, λ); the baseline of a model is its unpenalised group (penalty ``none`` or
-λ = 0, which is the same run by construction). For a claim "metric m moves in direction d under the
-penalty" and a penalised group P against baseline B:
+λ = 0, which is the same run by construction). A penalised run and the baseline run of the same model and seed
+share the split, the initialisation and the generated jets, so they form a pair; each comparison is the mean
+paired difference (penalised − baseline) with a 95% t interval and a paired t-test, on log scale for positive
+ratio-like metrics (see ``softsym.report.statistics``). Groups without a seed in common with their baseline are
+compared only when ``report.unpaired = welch`` (and say so).
 
-    Δ = mean_P(m) − mean_B(m),   SE = sqrt(s_P²/n_P + s_B²/n_B)   (sample std over seeds)
-    supported      if d·Δ >  2·SE and both groups have ≥ 2 seeds
-    not supported  if d·Δ < −2·SE and both groups have ≥ 2 seeds
-    inconclusive   otherwise (the difference is within two standard errors, or too few seeds)
+Every comparison of a report forms one Holm–Bonferroni family (primary and secondary endpoints, every model,
+penalty and λ); verdicts at ``report.alpha``: supported / contradicted / inconclusive.
 """
 
 from __future__ import annotations
@@ -17,40 +18,55 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from softsym.report.options import ReportOptions
+from softsym.report.statistics import Difference, holm_adjust, paired_difference, verdict, welch_difference
+
 GROUP_KEYS = ("model", "penalty", "lambda")
-MIN_SEEDS = 2
-SIGNIFICANCE = 2.0
+CLAIMS_CSV_COLUMNS = ("family", "endpoint", "metric", "model", "penalty", "lambda", "scale", "n_pairs", "delta",
+                      "ci_low", "ci_high", "p_value", "p_adjusted", "verdict")
+VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
 @dataclass(frozen=True)
 class Claim:
-    family: str        # generalisation / simplicity / robustness / distillation
+    family: str        # invariance / simplicity / generalisation / robustness / distillation
     metric: str
     direction: int     # +1: the paper's claim is that the penalty raises the metric; −1: lowers it
     statement: str
+    log_scale: bool = False  # positive ratio-like metric: compared as a log ratio
 
 
 STATIC_CLAIMS = (
     Claim("generalisation", "test_auc", +1, "higher test AUC"),
-    Claim("generalisation", "test_rej30", +1, "higher background rejection at ε_S = 0.3"),
+    Claim("generalisation", "test_rej30", +1, "higher background rejection at ε_S = 0.3", log_scale=True),
     Claim("generalisation", "gap_auc", -1, "smaller train−test AUC gap"),
-    Claim("simplicity", "hessian_trace", -1, "smaller Hessian trace (flatter minimum)"),
-    Claim("simplicity", "hessian_top_eig", -1, "smaller top Hessian eigenvalue"),
+    Claim("simplicity", "hessian_trace", -1, "smaller Hessian trace (flatter minimum)", log_scale=True),
+    Claim("simplicity", "hessian_top_eig", -1, "smaller top Hessian eigenvalue", log_scale=True),
     Claim("simplicity", "hessian_near_zero_frac", +1, "more near-zero Hessian eigenvalues"),
-    Claim("simplicity", "hessian_eff_dim", -1, "fewer effective parameters (Σ λ/(λ+z))"),
+    Claim("simplicity", "hessian_eff_dim", -1, "fewer effective parameters (Σ λ/(λ+z))", log_scale=True),
     Claim("simplicity", "hessian_goldstone_excess", +1, "symmetry directions deeper in the near-zero eigenspace"),
-    Claim("simplicity", "geometric_complexity", -1, "lower geometric complexity"),
-    Claim("simplicity", "compressed_bits", -1, "fewer bits to keep AUC within 1%"),
+    Claim("simplicity", "hessian_goldstone_curvature_ratio", -1, "flatter loss along the symmetry directions",
+          log_scale=True),
+    Claim("simplicity", "geometric_complexity", -1, "lower geometric complexity", log_scale=True),
+    Claim("simplicity", "compressed_bits", -1, "fewer bits to keep AUC within 1%", log_scale=True),
     Claim("distillation", "student_agreement", +1, "higher student–teacher agreement"),
-    Claim("distillation", "student_steps_to_95", -1, "fewer steps to 95% of final fidelity"),
-    Claim("invariance", "symmetry_violation", -1, "smaller measured symmetry violation"),
+    Claim("distillation", "student_steps_to_95", -1, "fewer steps to 95% of final fidelity", log_scale=True),
+    Claim("invariance", "symmetry_violation", -1, "smaller measured symmetry violation", log_scale=True),
 )
 
 
 def claims_for(columns) -> list[Claim]:
-    """The static claims plus one robustness claim per perturbation found (``robust_<p>_loss``)."""
-    robust = sorted(c for c in columns if c.startswith("robust_") and c.endswith("_loss"))
-    extra = [Claim("robustness", c, -1, f"smaller mean AUC loss under {c[7:-5]}") for c in robust]
+    """The static claims found, one per evaluation set (``eval_<name>_auc`` / ``_gap``) and one robustness claim
+    per perturbation (``robust_<p>_loss``)."""
+    columns = list(columns)
+    extra = []
+    for c in sorted(columns):
+        if c.startswith("eval_") and c.endswith("_auc"):
+            extra.append(Claim("generalisation", c, +1, f"higher AUC on evaluation set {c[5:-4]}"))
+        elif c.startswith("eval_") and c.endswith("_gap"):
+            extra.append(Claim("generalisation", c, -1, f"smaller AUC gap to evaluation set {c[5:-4]}"))
+        elif c.startswith("robust_") and c.endswith("_loss"):
+            extra.append(Claim("robustness", c, -1, f"smaller mean AUC loss under {c[7:-5]}"))
     return [c for c in STATIC_CLAIMS if c.metric in columns] + extra
 
 
@@ -75,49 +91,95 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return out.sort_index()
 
 
-def verdict(delta: float, se: float, n_a: int, n_b: int, direction: int) -> str:
-    if n_a < MIN_SEEDS or n_b < MIN_SEEDS or not np.isfinite(delta):
-        return "inconclusive"
-    if direction * delta > SIGNIFICANCE * se:
-        return "supported"
-    if direction * delta < -SIGNIFICANCE * se:
-        return "not supported"
-    return "inconclusive"
+def accuracy_matched(runs: pd.DataFrame, *, tolerance: float) -> dict[tuple, bool]:
+    """(model, penalty, λ) → whether the group's mean test AUC is at least (1 − tolerance) × its baseline's
+    (groups of a model without a baseline or without test AUC count as matched: nothing to flag)."""
+    out: dict[tuple, bool] = {}
+    for key, group in runs.groupby(list(GROUP_KEYS)):
+        base = runs[(runs["model"] == key[0]) & (runs["penalty"] == "none")]
+        if "test_auc" not in runs or base["test_auc"].dropna().empty or group["test_auc"].dropna().empty:
+            out[key] = True
+            continue
+        out[key] = bool(group["test_auc"].mean() >= (1 - tolerance) * base["test_auc"].mean())
+    return out
 
 
-def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (claim, model, penalised group) against that model's baseline."""
-    claims = claims_for(runs.columns)
+def _per_seed(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The metrics per seed (a seed run twice under names that mean the same group, e.g. λ = 0 of two
+    penalties, counts once with its mean)."""
+    return frame[["seed", *metrics]].apply(lambda c: c if c.name == "seed" else pd.to_numeric(c, errors="coerce")) \
+        .groupby("seed")[metrics].mean()
+
+
+def compare(penalised: pd.Series, baseline: pd.Series, claim: Claim, *, unpaired: str) -> Difference:
+    """Paired comparison over the seeds in common; Welch only when ``unpaired = welch`` and no seed is
+    shared; otherwise a comparison that tests nothing."""
+    log = claim.log_scale and bool((penalised > 0).all() and (baseline > 0).all())
+    common = penalised.index.intersection(baseline.index)
+    if len(common) > 0:
+        return paired_difference(penalised[common].to_numpy(), baseline[common].to_numpy(), log_scale=log)
+    if unpaired == "welch":
+        return welch_difference(penalised.to_numpy(), baseline.to_numpy(), log_scale=log)
+    nan = float("nan")
+    return Difference("none", "log" if log else "linear", 0, len(penalised), len(baseline), nan, nan, nan, nan,
+                      nan)
+
+
+def claims_table(runs: pd.DataFrame, options: ReportOptions | None = None,
+                 claims: list[Claim] | None = None) -> pd.DataFrame:
+    """One row per (claim, model, penalised group) against that model's baseline, with Holm-adjusted
+    p-values over all rows and verdicts at ``options.alpha``; the columns of ``claims.csv`` first."""
+    options = options or ReportOptions()
+    claims = claims_for(runs.columns) if claims is None else claims
+    matched = accuracy_matched(runs, tolerance=options.matched_auc_tolerance)
     rows = []
+    metrics = list(dict.fromkeys(c.metric for c in claims))
     for model, model_runs in runs.groupby("model"):
-        base = model_runs[model_runs["penalty"] == "none"]
+        base_seeds = _per_seed(model_runs[model_runs["penalty"] == "none"], metrics)
         for (penalty, lam), group in model_runs[model_runs["penalty"] != "none"].groupby(["penalty", "lambda"]):
+            group_seeds = _per_seed(group, metrics)
             for claim in claims:
-                a, b = group[claim.metric].dropna(), base[claim.metric].dropna()
+                a, b = group_seeds[claim.metric].dropna(), base_seeds[claim.metric].dropna()
                 if a.empty or b.empty:
                     continue
-                delta = a.mean() - b.mean()
-                se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if min(len(a), len(b)) > 1 \
-                    else float("nan")
+                diff = compare(a, b, claim, unpaired=options.unpaired)
+                primary = options.is_primary(claim.family, claim.metric, runs.columns, penalty)
                 rows.append({
-                    "family": claim.family, "claim": claim.statement, "metric": claim.metric, "model": model,
-                    "penalty": penalty, "lambda": lam, "baseline": b.mean(), "baseline_std": b.std(ddof=1),
-                    "penalised": a.mean(), "penalised_std": a.std(ddof=1), "delta": delta, "se": se,
-                    "n_baseline": len(b), "n_penalised": len(a),
-                    "verdict": verdict(delta, se, len(a), len(b), claim.direction),
+                    "family": claim.family, "endpoint": "primary" if primary else "secondary",
+                    "metric": claim.metric, "model": model, "penalty": penalty, "lambda": lam,
+                    "scale": diff.scale, "n_pairs": diff.n_pairs, "delta": diff.delta, "ci_low": diff.ci_low,
+                    "ci_high": diff.ci_high, "p_value": diff.p_value,
+                    "claim": claim.statement, "direction": claim.direction, "test": diff.test,
+                    "p_sign_flip": diff.p_sign_flip, "n_penalised": diff.n_penalised,
+                    "n_baseline": diff.n_baseline, "baseline": b.mean(), "baseline_std": b.std(ddof=1),
+                    "penalised": a.mean(), "penalised_std": a.std(ddof=1),
+                    "matched": matched[(model, penalty, lam)],
                 })
-    return pd.DataFrame(rows)
-
-
-def family_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """Per claim family: how many comparisons support, contradict, or leave it open."""
+    table = pd.DataFrame(rows)
     if table.empty:
-        return pd.DataFrame(columns=["family", "supported", "not supported", "inconclusive"])
-    counts = table.groupby(["family", "verdict"]).size().unstack(fill_value=0)
-    for col in ("supported", "not supported", "inconclusive"):
+        return pd.DataFrame(columns=[*CLAIMS_CSV_COLUMNS, "claim", "direction", "test", "p_sign_flip", "matched"])
+    table["p_adjusted"] = holm_adjust(table["p_value"].to_numpy())
+    table["verdict"] = [verdict(d, p, s, alpha=options.alpha)
+                        for d, p, s in zip(table["delta"], table["p_adjusted"], table["direction"], strict=True)]
+    rest = [c for c in table.columns if c not in CLAIMS_CSV_COLUMNS]
+    return table[[*CLAIMS_CSV_COLUMNS, *rest]]
+
+
+def family_verdicts(table: pd.DataFrame, *, matched_only: bool = False,
+                    families: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Per claim family and endpoint kind: how many comparisons support, contradict, or leave it open
+    (optionally only accuracy-matched groups, or only some families)."""
+    if not table.empty and matched_only:
+        table = table[table["matched"].astype(bool)]
+    if not table.empty and families is not None:
+        table = table[table["family"].isin(families)]
+    if table.empty:
+        return pd.DataFrame(columns=["family", "endpoint", *VERDICTS])
+    counts = table.groupby(["family", "endpoint"]).verdict.value_counts().unstack(fill_value=0)
+    for col in VERDICTS:
         if col not in counts:
             counts[col] = 0
-    return counts[["supported", "not supported", "inconclusive"]].reset_index()
+    return counts[list(VERDICTS)].reset_index()
 
 
 def fmt(mean: float, std: float, digits: int = 4) -> str:

@@ -8,9 +8,13 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+# Parameters of the job's resolved config shown in plot legends (the dataset's pT window).
+DATASET_PARAMS = ("data.pt_min", "data.pt_max")
+
 
 def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
-    """One row per job (parent run): status, group tags, every metric, start/end times."""
+    """One row per job (parent run): status, group tags, the dataset tag and pT window, every metric, start/end
+    times."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         known = [e.name for e in client.search_experiments()]
@@ -27,7 +31,9 @@ def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
                 "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
                 "model": tags.get("model", "?"), "penalty": tags.get("penalty", "?"),
                 "lambda": tags.get("lambda", "0"), "form": tags.get("form", ""), "seed": tags.get("seed", "?"),
-                "error": tags.get("error", ""), "start_time": run.info.start_time, "end_time": run.info.end_time,
+                "data": tags.get("data", ""), "error": tags.get("error", ""), "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
+                **{k: run.data.params[k] for k in DATASET_PARAMS if k in run.data.params},
                 **run.data.metrics,
             })
         page = runs.token

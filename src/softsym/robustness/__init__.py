@@ -16,13 +16,12 @@ from softsym.robustness.perturbations import (
     FeaturePerturbation,
     MomentumPerturbation,
     Perturbation,
-    build_perturbation,
 )
 from softsym.robustness.plots import plot_robustness_curve, plot_robustness_curves
 
 __all__ = [
     "PERTURBATIONS", "FeaturePerturbation", "MomentumPerturbation", "Perturbation", "PerturbationScan",
     "RobustnessCurve", "RobustnessPoint", "RobustnessResult", "area_under_robustness_curve",
-    "build_perturbation", "evaluate_robustness", "format_strength", "plot_robustness_curve",
+    "evaluate_robustness", "format_strength", "plot_robustness_curve",
     "plot_robustness_curves", "scans_from_config", "signal_score",
 ]

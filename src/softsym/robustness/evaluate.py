@@ -2,7 +2,7 @@
 
 For every perturbation and strength s: the AUC and the background rejection 1/ε_B at ε_S = 0.5 of the
 perturbed jets, and the mean |Δ output| = mean over jets of |p_signal(perturbed) − p_signal(clean)|. The
-signal score is the spine's: p(signal) for two classes, 1 − p(QCD) ("any signal vs QCD") otherwise, so the
+signal score is the train stage's: p(signal) for two classes, 1 − p(QCD) ("any signal vs QCD") otherwise, so the
 clean values are the train stage's ``test_auc`` / ``test_rej50`` on the same jets.
 
 The area under the robustness curve (AURC) of a perturbation is the trapezoid integral of AUC over its
@@ -25,7 +25,7 @@ from torch import nn
 
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
-from softsym.robustness.perturbations import Perturbation, build_perturbation
+from softsym.robustness.perturbations import PERTURBATIONS, Perturbation
 from softsym.training.metrics import binary_metrics, probabilities
 
 
@@ -43,7 +43,8 @@ class PerturbationScan:
 
 def scans_from_config(perturbations: Mapping[str, Mapping[str, Any]]) -> list[PerturbationScan]:
     """Scans from the ``robustness.perturbations`` mapping (plain dicts):
-    ``{name: {strengths: [...], **options}}``, the options being the perturbation's constructor arguments."""
+    ``{name: {strengths: [...], **options}}``, the options being the perturbation's constructor arguments
+    (``PERTURBATIONS.build(name, **options)``)."""
     scans = []
     for name, entry in perturbations.items():
         options = dict(entry)
@@ -51,7 +52,11 @@ def scans_from_config(perturbations: Mapping[str, Mapping[str, Any]]) -> list[Pe
             raise ValueError(f"robustness.perturbations.{name} needs a non-empty `strengths` list, "
                              f"got {entry}")
         strengths = tuple(float(s) for s in options.pop("strengths"))
-        scans.append(PerturbationScan(build_perturbation(name, **options), strengths))
+        try:
+            perturbation = PERTURBATIONS.build(name, **options)
+        except TypeError as err:
+            raise ValueError(f"perturbation {name!r}: bad options {sorted(options)} ({err})") from None
+        scans.append(PerturbationScan(perturbation, strengths))
     return scans
 
 
@@ -126,7 +131,7 @@ class RobustnessResult:
         return out
 
 
-def scan_generator(seed: int, perturbation: str, strength: float) -> torch.Generator:
+def scan_rng(seed: int, perturbation: str, strength: float) -> torch.Generator:
     """The random stream of one (perturbation, strength): independent of the other scans and of the rest of
     the grid, so every model and every run with the same seed and test batches sees the same perturbed jets."""
     stream = zlib.crc32(f"{perturbation}/{format_strength(strength)}".encode())
@@ -142,11 +147,11 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
     """
     model.eval()
     device = next(model.parameters()).device
-    generators = {(scan.name, i): scan_generator(seed, scan.name, strength)
-                  for scan in scans for i, strength in enumerate(scan.strengths)}
+    rngs = {(scan.name, i): scan_rng(seed, scan.name, strength)
+            for scan in scans for i, strength in enumerate(scan.strengths)}
     clean_scores: list[torch.Tensor] = []
     truths: list[torch.Tensor] = []
-    perturbed: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in generators}
+    perturbed: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in rngs}
     with torch.no_grad():
         for batch in batches:
             batch = batch.to(device)
@@ -157,7 +162,7 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
                 for i, strength in enumerate(scan.strengths):
                     key = (scan.name, i)
                     scores = clean if strength == 0 else signal_score(
-                        scan.perturbation.perturbed_logits(model, batch, strength, generators[key]))
+                        scan.perturbation.perturbed_logits(model, batch, strength, rngs[key]))
                     perturbed[key].append(scores.cpu())
     truth = torch.cat(truths).numpy().astype(int)
     clean_all = torch.cat(clean_scores).double().numpy()

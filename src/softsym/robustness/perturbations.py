@@ -1,4 +1,5 @@
-"""Perturbations of test jets, one class each, in a registry: a new perturbation is one class plus one entry.
+"""Perturbations of test jets, one class each, registered in ``PERTURBATIONS`` with
+``@PERTURBATIONS.register(name)``: a new perturbation is one class plus one config entry.
 
 Two kinds, so that a perturbation can act where it physically belongs:
 
@@ -10,15 +11,15 @@ Two kinds, so that a perturbation can act where it physically belongs:
   never touched. The model still receives the clean ``p4`` (only ParT-like models read it).
 
 Strength 0 is the identity by definition (``__call__`` returns its input untouched and draws no random
-numbers), so strength 0 reproduces the clean metrics exactly. Randomness comes only from the
-``torch.Generator`` handed in (drawn on the CPU, then moved), so results are reproducible and every model
-sees the same perturbed jets.
+numbers), so strength 0 reproduces the clean metrics exactly. Randomness comes only from the random stream
+``rng`` (a ``torch.Generator``) handed in (drawn on the CPU, then moved), so results are reproducible and
+every model sees the same perturbed jets.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -26,24 +27,18 @@ from torch import nn
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
 from softsym.physics.features import compute_features, jet_p4, pt_eta_phi
-from softsym.physics.lorentz import (
-    act,
-    axis_boost_generator,
-    axis_rotation_generator,
-    exp_generator,
-    invariant_mass,
-    jet_axis,
-    transverse_boost_generator,
-)
+from softsym.physics.lorentz import act, exp_generator, invariant_mass, jet_axis, transverse_boost_generator
+from softsym.physics.symmetries import SYMMETRIES
+from softsym.registry import Registry
 from softsym.training.metrics import task_loss
 
 
-def _normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device="cpu").to(like)
+def _normal(shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, generator=rng, device="cpu").to(like)
 
 
-def _uniform(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device="cpu").to(like)
+def _uniform(shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(shape, generator=rng, device="cpu").to(like)
 
 
 def _from_pt_eta_phi_m(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor,
@@ -89,28 +84,28 @@ def add_particles(batch: JetBatch, p4: torch.Tensor, mask: torch.Tensor, scalars
 
 
 class Perturbation:
-    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, generator)`` are the model's
+    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, rng)`` are the model's
     logits on the perturbed jets. ``strength_label`` names the strength axis of its robustness curve."""
 
     name: ClassVar[str]
     strength_label: ClassVar[str]
 
     def perturbed_logits(self, model: nn.Module, batch: JetBatch, strength: float,
-                         generator: torch.Generator) -> torch.Tensor:
+                         rng: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
 
 class MomentumPerturbation(Perturbation):
     """Acts on the 4-vectors; subclasses implement ``transform`` for strength ≠ 0."""
 
-    def __call__(self, batch: JetBatch, strength: float, generator: torch.Generator) -> JetBatch:
-        return batch if strength == 0 else self.transform(batch, float(strength), generator)
+    def __call__(self, batch: JetBatch, strength: float, rng: torch.Generator) -> JetBatch:
+        return batch if strength == 0 else self.transform(batch, float(strength), rng)
 
-    def transform(self, batch: JetBatch, strength: float, generator: torch.Generator) -> JetBatch:
+    def transform(self, batch: JetBatch, strength: float, rng: torch.Generator) -> JetBatch:
         raise NotImplementedError
 
-    def perturbed_logits(self, model, batch, strength, generator):
-        perturbed = self(batch, strength, generator)
+    def perturbed_logits(self, model, batch, strength, rng):
+        perturbed = self(batch, strength, rng)
         return logits_from_p4(model, perturbed.p4, perturbed.mask, perturbed.scalars)
 
 
@@ -119,74 +114,89 @@ class FeaturePerturbation(Perturbation):
     The model and the batch (labels, mask) are handed in for the attacks, which need gradients."""
 
     def __call__(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
-                 generator: torch.Generator) -> torch.Tensor:
+                 rng: torch.Generator) -> torch.Tensor:
         if strength == 0:
             return features
-        return self.transform(model, batch, features, float(strength), generator)
+        return self.transform(model, batch, features, float(strength), rng)
 
     def transform(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
-                  generator: torch.Generator) -> torch.Tensor:
+                  rng: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def perturbed_logits(self, model, batch, strength, generator):
+    def perturbed_logits(self, model, batch, strength, rng):
         features = compute_features(batch.p4, batch.mask, batch.scalars)
-        return model(self(model, batch, features, strength, generator), batch.p4, batch.mask)
+        return model(self(model, batch, features, strength, rng), batch.p4, batch.mask)
+
+
+PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
 
 
 # --- symmetry transformations (exact group elements about each jet's own axis) -----------------------------
 
 class GroupTransformation(MomentumPerturbation):
-    """exp(s·G(n)) applied to every constituent, with the generator G built from each jet's own axis n."""
+    """exp(s·G) applied to every constituent, with the generator G ``[B, 4, 4]`` built from each jet's own axis."""
 
-    generator_of: ClassVar  # unit jet axes [B, 3] -> generators [B, 4, 4]
+    def axis_generator(self, batch: JetBatch) -> torch.Tensor:
+        raise NotImplementedError
 
-    def transform(self, batch, strength, generator):
-        n = jet_axis(batch.p4, batch.mask)
-        g = exp_generator(self.generator_of(n), n.new_full(n.shape[:-1], strength))
+    def transform(self, batch, strength, rng):
+        axis_generator = self.axis_generator(batch)
+        g = exp_generator(axis_generator, axis_generator.new_full(axis_generator.shape[:-2], strength))
         return with_p4_sorted(batch, act(g, batch.p4))
 
 
+@PERTURBATIONS.register("rotation")
 class AxisRotation(GroupTransformation):
     """Rotation of every constituent about the jet axis by a fixed angle: the jet 4-vector (mass, pT) is
     unchanged; for a collimated jet it turns the constituents about the jet centre in the η–φ plane."""
 
     name = "rotation"
     strength_label = "rotation angle about the jet axis [rad]"
-    generator_of = staticmethod(axis_rotation_generator)
+
+    def axis_generator(self, batch):
+        return SYMMETRIES.build("rotation").generators(batch.p4, batch.mask)[:, 0]
 
 
+@PERTURBATIONS.register("boost")
 class AxisBoost(GroupTransformation):
     """Boost along the jet axis by a rapidity: the jet mass and direction are kept, its energy grows (> 0) or
     shrinks (< 0) and the constituents get narrower or wider."""
 
     name = "boost"
     strength_label = "boost rapidity along the jet axis"
-    generator_of = staticmethod(axis_boost_generator)
+
+    def axis_generator(self, batch):
+        return SYMMETRIES.build("boost").generators(batch.p4, batch.mask)[:, 0]
 
 
+@PERTURBATIONS.register("transverse_boost")
 class TransverseBoost(GroupTransformation):
     """Boost in the transverse plane, orthogonal to the jet's transverse direction: the jet mass is kept, its
     azimuth and constituents' pT balance change."""
 
     name = "transverse_boost"
     strength_label = "transverse boost rapidity"
-    generator_of = staticmethod(transverse_boost_generator)
+
+    def axis_generator(self, batch):
+        return transverse_boost_generator(jet_axis(batch.p4, batch.mask))
 
 
 # --- detector effects --------------------------------------------------------------------------------------
 
+@PERTURBATIONS.register("energy_scale")
 class EnergyScale(MomentumPerturbation):
     """Jet energy scale shift: every 4-vector scaled by (1 + s); directions are kept, the mass scales."""
 
     name = "energy_scale"
     strength_label = "jet energy scale shift (fraction)"
 
-    def transform(self, batch, strength, generator):
+    def transform(self, batch, strength, rng):
         if strength <= -1:
             raise ValueError(f"energy_scale shift must be > -1 (a positive scale factor), got {strength}")
         return batch.with_p4(batch.p4 * (1.0 + strength))  # a common positive factor keeps the pT order
 
 
+@PERTURBATIONS.register("energy_smearing")
 class EnergySmearing(MomentumPerturbation):
     """Per-particle energy resolution: each 4-vector scaled by a log-normal factor exp(σz − σ²/2) of mean 1
     and relative width ≈ σ (always positive, so no particle flips or vanishes)."""
@@ -194,27 +204,29 @@ class EnergySmearing(MomentumPerturbation):
     name = "energy_smearing"
     strength_label = "relative energy resolution σ"
 
-    def transform(self, batch, strength, generator):
-        z = _normal(tuple(batch.mask.shape), generator, batch.p4)
+    def transform(self, batch, strength, rng):
+        z = _normal(tuple(batch.mask.shape), rng, batch.p4)
         factor = torch.exp(strength * z - 0.5 * strength**2)
         return with_p4_sorted(batch, batch.p4 * factor.unsqueeze(-1))
 
 
+@PERTURBATIONS.register("angular_smearing")
 class AngularSmearing(MomentumPerturbation):
     """Per-particle angular resolution: η and φ each shifted by a Gaussian of width σ; pT and mass kept."""
 
     name = "angular_smearing"
     strength_label = "angular resolution σ(η) = σ(φ)"
 
-    def transform(self, batch, strength, generator):
+    def transform(self, batch, strength, rng):
         m = batch.mask.unsqueeze(-1)
         safe = torch.where(m, batch.p4, batch.p4.new_tensor((1.0, 1.0, 0.0, 0.0)))  # no 0/0 in padded slots
         pt, eta, phi = pt_eta_phi(safe)
-        shift = strength * _normal((*batch.mask.shape, 2), generator, batch.p4)
+        shift = strength * _normal((*batch.mask.shape, 2), rng, batch.p4)
         p4 = _from_pt_eta_phi_m(pt, eta + shift[..., 0], phi + shift[..., 1], invariant_mass(safe))
         return with_p4_sorted(batch, torch.where(m, p4, 0.0))
 
 
+@PERTURBATIONS.register("soft_contamination")
 class SoftContamination(MomentumPerturbation):
     """Pileup-like contamination: n massless soft particles (pT ~ exponential of mean ``pt_mean`` GeV,
     uniform in a disc of radius ``radius`` around the jet axis in η–φ, neutral: zero scalars). They fill free
@@ -227,10 +239,10 @@ class SoftContamination(MomentumPerturbation):
         self.pt_mean = pt_mean
         self.radius = radius
 
-    def transform(self, batch, strength, generator):
+    def transform(self, batch, strength, rng):
         n_soft = _count(strength, self.name)
         shape = (batch.mask.shape[0], n_soft)
-        u = _uniform((*shape, 3), generator, batch.p4)
+        u = _uniform((*shape, 3), rng, batch.p4)
         pt = (-self.pt_mean * torch.log1p(-u[..., 0])).clamp_min(1e-3 * self.pt_mean)  # never exactly 0
         r = self.radius * u[..., 1].sqrt()
         angle = 2 * math.pi * u[..., 2]
@@ -242,6 +254,7 @@ class SoftContamination(MomentumPerturbation):
         return add_particles(batch, p4, mask, batch.scalars.new_zeros((*shape, batch.scalars.shape[-1])))
 
 
+@PERTURBATIONS.register("collinear_split")
 class CollinearSplitting(MomentumPerturbation):
     """IRC check: each of the k hardest particles is split into two exactly collinear ones carrying momentum
     fractions z and 1 − z (z uniform in [z_min, 1 − z_min]) that sum to the original 4-vector; both keep the
@@ -255,15 +268,16 @@ class CollinearSplitting(MomentumPerturbation):
             raise ValueError(f"collinear_split z_min must be in (0, 0.5], got {z_min}")
         self.z_min = z_min
 
-    def transform(self, batch, strength, generator):
+    def transform(self, batch, strength, rng):
         k = min(_count(strength, self.name), batch.mask.shape[1])
-        z = self.z_min + (1 - 2 * self.z_min) * _uniform((batch.mask.shape[0], k, 1), generator, batch.p4)
+        z = self.z_min + (1 - 2 * self.z_min) * _uniform((batch.mask.shape[0], k, 1), rng, batch.p4)
         parents = batch.p4[:, :k]
         kept = z * parents
         p4 = torch.cat([kept, batch.p4[:, k:]], 1)
         return add_particles(batch.with_p4(p4), parents - kept, batch.mask[:, :k], batch.scalars[:, :k])
 
 
+@PERTURBATIONS.register("constituent_loss")
 class ConstituentLoss(MomentumPerturbation):
     """Tracking inefficiency: each particle is lost with probability p (the leading one always survives, so a
     jet is never empty); the survivors are compacted to the front in their pT order, the mask follows."""
@@ -271,8 +285,8 @@ class ConstituentLoss(MomentumPerturbation):
     name = "constituent_loss"
     strength_label = "constituent loss probability"
 
-    def transform(self, batch, strength, generator):
-        survive = _uniform(tuple(batch.mask.shape), generator, batch.p4) >= strength
+    def transform(self, batch, strength, rng):
+        survive = _uniform(tuple(batch.mask.shape), rng, batch.p4) >= strength
         survive[:, 0] = True
         lost = JetBatch(batch.p4, batch.mask & survive, batch.labels, batch.scalars)
         return keep_hardest(lost, batch.mask.shape[1])
@@ -285,14 +299,15 @@ def _real(features: torch.Tensor, batch: JetBatch) -> torch.Tensor:
     return features * batch.mask.unsqueeze(-1).to(features.dtype)
 
 
+@PERTURBATIONS.register("feature_noise")
 class FeatureNoise(FeaturePerturbation):
     """Gaussian noise of width σ (feature units) on every feature of every real particle."""
 
     name = "feature_noise"
     strength_label = "feature noise σ"
 
-    def transform(self, model, batch, features, strength, generator):
-        return features + _real(strength * _normal(tuple(features.shape), generator, features), batch)
+    def transform(self, model, batch, features, strength, rng):
+        return features + _real(strength * _normal(tuple(features.shape), rng, features), batch)
 
 
 def loss_gradient(model: nn.Module, batch: JetBatch, features: torch.Tensor) -> torch.Tensor:
@@ -303,6 +318,7 @@ def loss_gradient(model: nn.Module, batch: JetBatch, features: torch.Tensor) -> 
         return torch.autograd.grad(loss, x)[0]
 
 
+@PERTURBATIONS.register("fgsm")
 class FGSM(FeaturePerturbation):
     """Fast gradient sign attack (Goodfellow et al. 2015): one step of size ε along sign(∇ loss), L∞ ball of
     radius ε in feature units, real particles only."""
@@ -310,10 +326,11 @@ class FGSM(FeaturePerturbation):
     name = "fgsm"
     strength_label = "adversarial ε (L∞, feature units)"
 
-    def transform(self, model, batch, features, strength, generator):
+    def transform(self, model, batch, features, strength, rng):
         return features + _real(strength * loss_gradient(model, batch, features).sign(), batch)
 
 
+@PERTURBATIONS.register("pgd")
 class PGD(FeaturePerturbation):
     """Projected gradient descent (Madry et al. 2018): a uniform random start in the L∞ ball of radius ε, then
     ``steps`` sign-gradient steps of size ``step_factor``·ε/steps, each projected back onto the ball; real
@@ -328,27 +345,10 @@ class PGD(FeaturePerturbation):
         self.steps = steps
         self.step_factor = step_factor
 
-    def transform(self, model, batch, features, strength, generator):
+    def transform(self, model, batch, features, strength, rng):
         step_size = self.step_factor * strength / self.steps
-        delta = _real(strength * (2 * _uniform(tuple(features.shape), generator, features) - 1), batch)
+        delta = _real(strength * (2 * _uniform(tuple(features.shape), rng, features) - 1), batch)
         for _ in range(self.steps):
             grad = loss_gradient(model, batch, features + delta)
             delta = _real((delta + step_size * grad.sign()).clamp(-strength, strength), batch)
         return features + delta
-
-
-PERTURBATIONS: dict[str, type[Perturbation]] = {
-    cls.name: cls for cls in (AxisRotation, AxisBoost, TransverseBoost, EnergyScale, EnergySmearing,
-                              AngularSmearing, SoftContamination, CollinearSplitting, ConstituentLoss,
-                              FeatureNoise, FGSM, PGD)
-}
-
-
-def build_perturbation(name: str, **options: Any) -> Perturbation:
-    """Instantiate perturbation ``name`` with its options from the config."""
-    if name not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {name!r}; expected one of {sorted(PERTURBATIONS)}")
-    try:
-        return PERTURBATIONS[name](**options)
-    except TypeError as err:
-        raise ValueError(f"perturbation {name!r}: bad options {sorted(options)} ({err})") from None

@@ -1,30 +1,13 @@
-"""Robustness-curve figures: AUC and mean |Δ output| against strength, several models overlaid.
-
-Figures are built as ``matplotlib.figure.Figure`` objects (Agg canvas, no pyplot state, no display needed)
-inside an mplhep style context, so plotting never changes global matplotlib settings.
-"""
+"""Robustness-curve figures: AUC and mean |Δ output| against strength, several models overlaid, in the
+project's figure style (``softsym.plotting``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib.style
-import mplhep
-from matplotlib.figure import Figure
-
+from softsym.plotting import new_figure, save_figure, styled
 from softsym.robustness.evaluate import RobustnessResult
-
-STYLE = mplhep.style.CMS
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return path
-
 
 Results = RobustnessResult | Mapping[str, RobustnessResult]
 
@@ -39,9 +22,8 @@ def plot_robustness_curve(results: Results, perturbation: str, path: Path) -> Pa
     labelled = {label: r for label, r in _as_labelled(results).items() if perturbation in r.curves}
     if not labelled:
         raise ValueError(f"no result holds a curve for perturbation {perturbation!r}")
-    with matplotlib.style.context(STYLE):
-        fig = Figure(figsize=(8, 8))
-        ax_auc, ax_dout = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    with styled():
+        fig, (ax_auc, ax_dout) = new_figure(2, 1, figsize=(8, 8), sharex=True, height_ratios=(2, 1))
         for label, result in labelled.items():
             curve = result.curves[perturbation]
             ax_auc.plot(curve.strengths, [p.auc for p in curve.points], marker="o",

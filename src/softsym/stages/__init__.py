@@ -1,13 +1,16 @@
-"""Stages: thin ``run(cfg, ctx)`` functions that call the library and log to MLflow, in pipeline order."""
+"""Stages: thin ``run(ctx)`` functions that call the library and log through the job's tracker, registered
+in ``STAGES`` under the names ``stages=[...]`` takes and run in ``STAGE_ORDER``. Stages never import each
+other: what several of them build from the config lives in ``softsym.stages.options``."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
+from softsym.registry import Registry
+
+STAGES: Registry[Callable[..., None]] = Registry("stage")
 STAGE_ORDER = ("data", "train", "complexity", "robustness", "distill")
 
+from softsym.stages import complexity, data, distill, robustness, train  # noqa: E402, F401  (each registers its run)
 
-def stage_runner(name: str):
-    if name not in STAGE_ORDER:
-        raise ValueError(f"unknown stage {name!r}; expected a subset of {list(STAGE_ORDER)}")
-    return importlib.import_module(f"softsym.stages.{name}").run
+__all__ = ["STAGES", "STAGE_ORDER"]

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from softsym.stages.options import load_dataset
 from softsym.tracking import Tracker
-from softsym.training import resolve_device
+from softsym.training import load_trained_model, resolve_device
 from softsym.training.distributed import local_device
 
 
@@ -22,6 +23,12 @@ def progress_enabled(setting: Any) -> bool:
     if setting == "auto":
         return not os.environ.get("CI")
     return bool(setting)
+
+
+def job_device(cfg: DictConfig) -> torch.device:
+    """The device of this process: ``train.device``, one GPU per process under DDP."""
+    device = resolve_device(cfg.train.device)
+    return local_device(device) if cfg.train.strategy == "ddp" else device
 
 
 @dataclass
@@ -37,8 +44,7 @@ class StageContext:
 
     @property
     def device(self) -> torch.device:
-        device = resolve_device(self.cfg.train.device)
-        return local_device(device) if self.cfg.train.strategy == "ddp" else device
+        return job_device(self.cfg)
 
     def training_key(self) -> str:
         """A stable name for this training configuration: data, model, penalty, train settings, seed."""
@@ -52,16 +58,12 @@ class StageContext:
     def dataset(self):
         """The data stage's splits; loaded from the configured source if this job did not run the stage."""
         if "dataset" not in self.outputs:
-            from softsym.stages.data import load_dataset
-
             self.outputs["dataset"] = load_dataset(self.cfg, progress=self.progress)
         return self.outputs["dataset"]
 
     def trained_model(self):
         """(model, spec) from this job's train stage, or from ``train.checkpoint``."""
         if "model" not in self.outputs:
-            from softsym.training import load_trained_model
-
             if not self.cfg.train.checkpoint:
                 raise ValueError("this stage needs a trained model: run the train stage in the same job "
                                  "(stages=[data,train,...]) or set train.checkpoint=<path to model.pt>")

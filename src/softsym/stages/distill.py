@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from softsym.analysis import geometric_complexity
 from softsym.distill import KDConfig, build_student, distill, plot_fidelity_curves
 from softsym.physics import N_KINEMATIC
-from softsym.stages.robustness import scans
-from softsym.stages.train import penalty_from_config
-from softsym.training import FitConfig
+from softsym.stages import STAGES
+from softsym.stages.context import StageContext
+from softsym.stages.options import fit_config, penalty, perturbation_scans
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, ctx) -> None:
+@STAGES.register("distill")
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg
     teacher, _ = ctx.trained_model()
     dataset = ctx.dataset()
     d = cfg.distill
@@ -32,10 +34,9 @@ def run(cfg: DictConfig, ctx) -> None:
     result = distill(
         teacher, student, train_loader, val_loader, test_loader,
         kd=KDConfig(d.temperature, d.alpha, d.eval_every),
-        fit_config=FitConfig(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, patience=d.patience,
-                             grad_clip=d.grad_clip, seed=d.seed, progress=ctx.progress),
-        penalty=penalty_from_config(d.penalty) if d.penalty else None,
-        robustness_scans=[s for s in scans(cfg) if s.name in set(d.robustness)],
+        fit_config=fit_config(d, seed=d.seed, progress=ctx.progress),
+        penalty=penalty(d.penalty) if d.penalty else None,
+        robustness_scans=perturbation_scans(cfg, names=d.robustness),
         robustness_seed=cfg.robustness.seed,
         complexity_fn=geometric_complexity,
     )

@@ -6,22 +6,21 @@ from __future__ import annotations
 import json
 import logging
 
-from omegaconf import DictConfig, OmegaConf
-
-from softsym.robustness import evaluate_robustness, plot_robustness_curves, scans_from_config
+from softsym.robustness import evaluate_robustness, plot_robustness_curves
+from softsym.stages import STAGES
+from softsym.stages.context import StageContext
+from softsym.stages.options import perturbation_scans
 
 log = logging.getLogger(__name__)
 
 
-def scans(cfg: DictConfig):
-    return scans_from_config(OmegaConf.to_container(cfg.robustness.perturbations, resolve=True))
-
-
-def run(cfg: DictConfig, ctx) -> None:
+@STAGES.register("robustness")
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg
     model, _ = ctx.trained_model()
     dataset = ctx.dataset()
     test_loader = dataset.loader("test", batch_size=cfg.robustness.batch_size, device=ctx.device)
-    result = evaluate_robustness(model, test_loader, scans(cfg), seed=cfg.robustness.seed)
+    result = evaluate_robustness(model, test_loader, perturbation_scans(cfg), seed=cfg.robustness.seed)
     ctx.tracker.log_metrics(result.metrics())
     out_dir = ctx.run_dir / "robustness"
     for path in plot_robustness_curves(result, out_dir).values():

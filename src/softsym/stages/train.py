@@ -9,16 +9,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from softsym.penalties import SYMMETRIES, build_penalty, symmetry_violation
+from softsym.penalties import symmetry_violation
 from softsym.physics import N_KINEMATIC
-from softsym.training import (
-    FitConfig,
-    ModelSpec,
-    classification_metrics,
-    fit,
-    predict,
-    save_trained_model,
-)
+from softsym.physics.symmetries import SYMMETRIES
+from softsym.stages import STAGES
+from softsym.stages.context import StageContext
+from softsym.stages.options import fit_config, measured_symmetry, penalty
+from softsym.training import ModelSpec, classification_metrics, fit, predict, save_trained_model
 from softsym.training.distributed import rank_and_world, wrap_ddp
 from softsym.training.objective import penalised_objective
 
@@ -33,21 +30,16 @@ def model_spec(cfg: DictConfig, n_features: int, class_names, scalar_names) -> M
                      OmegaConf.to_container(sizes[cfg.model.size], resolve=True))
 
 
-def penalty_from_config(penalty_cfg: DictConfig):
-    options = {k: v for k, v in OmegaConf.to_container(penalty_cfg, resolve=True).items()
-               if k not in ("name", "symmetry", "form", "lambda")}
-    return build_penalty(penalty_cfg.name, symmetry=penalty_cfg.symmetry, form=penalty_cfg.form,
-                         weight=float(penalty_cfg["lambda"]), **options)
-
-
-def run(cfg: DictConfig, ctx) -> None:
+@STAGES.register("train")
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg
     dataset = ctx.dataset()
     device = ctx.device
     spec = model_spec(cfg, N_KINEMATIC + len(dataset.scalar_names), dataset.class_names, dataset.scalar_names)
     torch.manual_seed(cfg.seed)
     model = spec.build().to(device)
     ctx.tracker.log_metrics({"model_n_params": model.n_params})
-    penalty = penalty_from_config(cfg.penalty)
+    training_penalty = penalty(cfg.penalty)
 
     t = cfg.train
     rank, world = rank_and_world()
@@ -57,9 +49,8 @@ def run(cfg: DictConfig, ctx) -> None:
     checkpoint = Path(cfg.paths.checkpoints) / cfg.mlflow.experiment_name / ctx.training_key() / "last.pt"
     if not t.resume and checkpoint.exists() and rank == 0:
         checkpoint.unlink()
-    fit_cfg = FitConfig(epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay, warmup_epochs=t.warmup_epochs,
-                        patience=t.patience, grad_clip=t.grad_clip, seed=cfg.seed, progress=ctx.progress)
-    result = fit(wrap_ddp(model, device), train_loader, val_loader, penalised_objective(penalty), fit_cfg,
+    result = fit(wrap_ddp(model, device), train_loader, val_loader, penalised_objective(training_penalty),
+                 fit_config(t, seed=cfg.seed, progress=ctx.progress),
                  checkpoint_path=checkpoint, resume=t.resume, write_checkpoints=rank == 0,
                  on_epoch_end=lambda epoch, m: ctx.tracker.log_metrics(m, step=epoch))
     if result.resumed_from_epoch is not None:
@@ -95,5 +86,5 @@ def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, f
         metrics["gap_auc"] = metrics["train_auc"] - metrics["test_auc"]
     for symmetry in SYMMETRIES:
         metrics[f"symmetry_violation_{symmetry}"] = symmetry_violation(model, test_loader, symmetry)
-    metrics["symmetry_violation"] = metrics[f"symmetry_violation_{cfg.penalty.symmetry}"]
+    metrics["symmetry_violation"] = metrics[f"symmetry_violation_{measured_symmetry(cfg.penalty)}"]
     return metrics, (labels, probs)

@@ -1,7 +1,7 @@
 """Fit loop, checkpoints and classifier metrics."""
 
 from softsym.training.checkpoint import ModelSpec, load_trained_model, save_trained_model
-from softsym.training.loop import FitConfig, FitResult, evaluate_loss, fit, resolve_device, save_atomic
+from softsym.training.loop import FitConfig, FitResult, evaluate_loss, fit, resolve_device, save_checkpoint
 from softsym.training.metrics import (
     binary_metrics,
     classification_metrics,
@@ -13,6 +13,6 @@ from softsym.training.predict import predict
 
 __all__ = [
     "FitConfig", "FitResult", "ModelSpec", "binary_metrics", "classification_metrics", "evaluate_loss", "fit",
-    "load_trained_model", "predict", "probabilities", "rejection_at", "resolve_device", "save_atomic",
-    "save_trained_model", "task_loss",
+    "load_trained_model", "predict", "probabilities", "rejection_at", "resolve_device",
+    "save_checkpoint", "save_trained_model", "task_loss",
 ]

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from softsym.models import JetModel, build_model
-from softsym.training.loop import save_atomic
+from softsym.models import MODELS, JetModel
+from softsym.training.loop import save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,12 @@ class ModelSpec:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> JetModel:
-        return build_model(self.name, n_features=self.n_features, n_classes=len(self.class_names),
-                           **self.hyperparameters)
+        return MODELS.build(self.name, n_features=self.n_features, n_classes=len(self.class_names),
+                            **self.hyperparameters)
 
 
 def save_trained_model(path: Path, model: torch.nn.Module, spec: ModelSpec) -> None:
-    save_atomic({"spec": asdict(spec), "state_dict": model.state_dict()}, path)
+    save_checkpoint({"spec": asdict(spec), "state_dict": model.state_dict()}, path)
 
 
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[JetModel, ModelSpec]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from softsym.atomic import write_atomic
 from softsym.data.jets import JetBatch
 
 LossFn = Callable[[nn.Module, JetBatch, bool], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -57,12 +57,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary name and rename, so a killed job never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """torch.save through a temporary name, so a killed job never leaves a half-written checkpoint."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _lr_lambda(cfg: FitConfig) -> Callable[[int], float]:
@@ -165,7 +162,7 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
             bad_epochs += 1
         result.stopped_early = bad_epochs >= cfg.patience
         if checkpoint_path is not None and write_checkpoints:
-            save_atomic({
+            save_checkpoint({
                 "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                 "best_model": best_state, "history": result.history, "best_epoch": result.best_epoch,

@@ -1,8 +1,7 @@
-"""The Hessian of the task loss w.r.t. the parameters, as an operator on flat vectors, and its exact form.
+"""The Hessian of the task loss w.r.t. the parameters, as an operator on flat vectors (``HessianOperator``).
 
 ``HessianOperator`` follows the curvlinops / hessian-eigenthings style: an object with ``shape``, ``dtype``,
-``matvec(v)`` on flat parameter vectors and a ``n_matvecs`` counter; the algorithms (``exact_hessian`` here,
-``lanczos``, the trace estimators, SLQ) are free functions taking it.
+``matvec(v)`` on flat parameter vectors and a ``n_matvecs`` counter (the protocol of ``matvec.py``).
 
 What is differentiated: L(θ) = Σ_b w_b ℓ_b(θ) / Σ_b w_b over a fixed evaluation set given as a list of
 batches, where ℓ_b is the mean task loss of batch b (``task_loss(logits_from_p4(...))`` by default, the
@@ -21,25 +20,14 @@ How H·v is computed (measured on one CPU core, a 4.8k-parameter PFN, 512 jets �
   of them, at ~1.5× the time). ``graph_bytes`` reports what the cached graphs hold.
 - ``trim=True`` re-batches the evaluation set by jet multiplicity and cuts each batch to its longest jet
   (``trim_padding``): the same loss, ~30% fewer per-particle operations for typical multiplicities.
-- Batching columns (``is_grads_batched`` / ``vmap`` over basis blocks) was measured *slower* per column
-  on CPU with torch 2.13 (legacy-vmap fallbacks and copies: 1.2-4× per column), so ``exact_hessian`` uses
-  ``columns_per_call=1`` on CPU and batches only on CUDA, where it pays.
-
-``exact_hessian`` gets the full matrix from far fewer full products than one per column: parameters are
-ordered from the input side to the output side (by their distance from the loss in the autograd graph);
-for block l, the columns H[l:, l] come from products on a graph in which only the parameters of blocks
-l, l+1, … require grad — that graph does not reach the earlier layers, so its products are cheaper (on
-the PFN above the head's products cost ~1% of a full one) — and H[:l, l] = H[l, :l]ᵀ by symmetry.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -47,6 +35,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from softsym.analysis.matvec import parameter_layout
+from softsym.data.jets import batch_length, move_batch, trim_padding
 from softsym.models.base import logits_from_p4
 from softsym.training.metrics import task_loss
 
@@ -58,104 +48,6 @@ def jet_task_loss(model: nn.Module, batch) -> torch.Tensor:
     """Mean task loss of a ``JetBatch`` (BCE / cross-entropy on ``logits_from_p4``): what training minimises
     without its penalty."""
     return task_loss(logits_from_p4(model, batch.p4, batch.mask, batch.scalars), batch.labels)
-
-
-def trim_padding(batch, *, max_buckets: int = 8, min_jets: int = 32) -> list:
-    """Split a batch of jets into up to ``max_buckets`` batches of similar multiplicity, each cut to its
-    largest number of real particles. Exact for every model of the contract (padded particles never change
-    the output): the jet-weighted loss is the same function of θ, with ~30% fewer per-particle operations on
-    typical jets. Applies to dataclass batches with ``mask [B, P]`` whose real particles come first; any other
-    batch is returned unchanged (as a one-element list)."""
-    mask = getattr(batch, "mask", None)
-    if not (is_dataclass(batch) and isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.dtype == torch.bool):
-        return [batch]
-    n_jets, n_slots = mask.shape
-    counts = mask.sum(1)
-    if not torch.equal(mask, torch.arange(n_slots, device=mask.device)[None, :] < counts[:, None]):
-        return [batch]  # real particles are not first: leave it alone
-    k = max(1, min(max_buckets, n_jets // max(min_jets, 1)))
-    order = torch.argsort(counts, stable=True)
-    out = []
-    for idx in torch.tensor_split(order, k):
-        if len(idx) == 0:
-            continue
-        keep = max(int(counts[idx].max()), 1)
-        values = {}
-        for f in fields(batch):
-            v = getattr(batch, f.name)
-            if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n_jets:
-                v = v[idx]
-                if v.dim() >= 2 and v.shape[1] == n_slots:
-                    v = v[:, :keep]
-            values[f.name] = v
-        out.append(type(batch)(**values))
-    return out
-
-
-def batch_length(batch) -> int:
-    """Number of examples in a batch: ``len(batch)`` if defined, else the leading size of its first tensor."""
-    if hasattr(batch, "__len__") and not isinstance(batch, (tuple, list, dict)):
-        return len(batch)
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0])
-    items = batch.values() if isinstance(batch, dict) else batch
-    for item in items:
-        if isinstance(item, torch.Tensor):
-            return int(item.shape[0])
-    raise TypeError(f"cannot tell the size of a batch of type {type(batch).__name__}")
-
-
-def move_batch(batch, device: torch.device | None = None, dtype: torch.dtype | None = None):
-    """Move every tensor of ``batch`` to ``device`` and floating tensors to ``dtype`` (dataclasses such as
-    ``JetBatch``, tuples, lists, dicts and plain tensors)."""
-    if isinstance(batch, torch.Tensor):
-        out = batch.to(device) if device is not None else batch
-        if dtype is not None and out.is_floating_point():
-            out = out.to(dtype)
-        return out
-    if is_dataclass(batch) and not isinstance(batch, type):
-        return type(batch)(**{f.name: move_batch(getattr(batch, f.name), device, dtype) for f in fields(batch)})
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(move_batch(b, device, dtype) for b in batch)
-    if isinstance(batch, dict):
-        return {k: move_batch(v, device, dtype) for k, v in batch.items()}
-    return batch
-
-
-@dataclass(frozen=True)
-class ParamBlock:
-    """One parameter tensor's slot in the flat vector."""
-
-    name: str
-    shape: tuple[int, ...]
-    offset: int
-    numel: int
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.offset, self.offset + self.numel)
-
-
-def parameter_layout(model: nn.Module, names: Sequence[str] | None = None) -> list[ParamBlock]:
-    """Flat layout of the parameters that require grad (``named_parameters`` order), or of ``names``."""
-    named = dict(model.named_parameters())
-    if names is None:
-        names = [n for n, p in named.items() if p.requires_grad]
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise ValueError(f"unknown parameter names {missing}; the model has {list(named)}")
-    order = [n for n in named if n in set(names)]
-    blocks, offset = [], 0
-    for n in order:
-        p = named[n]
-        blocks.append(ParamBlock(n, tuple(p.shape), offset, p.numel()))
-        offset += p.numel()
-    return blocks
-
-
-def flatten_parameters(model: nn.Module, layout: Sequence[ParamBlock]) -> torch.Tensor:
-    named = dict(model.named_parameters())
-    return torch.cat([named[b.name].detach().reshape(-1) for b in layout])
 
 
 @contextmanager
@@ -261,7 +153,7 @@ class HessianOperator:
                 pass
             return t
 
-        hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if measure else _nullcontext()
+        hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if measure else nullcontext()
         with torch.enable_grad(), _only_these_require_grad(self.model, self.params), hooks:
             loss = self.loss_fn(self.model, batch)
             grads = torch.autograd.grad(loss, self.params, create_graph=create_graph, allow_unused=True)
@@ -299,9 +191,6 @@ class HessianOperator:
     def _flatten(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
         return torch.cat([torch.zeros(b.numel, dtype=self.dtype, device=self.device) if t is None
                           else t.reshape(-1) for b, t in zip(self.layout, tensors, strict=True)])
-
-    def parameters_flat(self) -> torch.Tensor:
-        return flatten_parameters(self.model, self.layout)
 
     # ------------------------------------------------------------------ products
     def matvec(self, v) -> torch.Tensor:
@@ -425,151 +314,3 @@ class HessianOperator:
                 .detach().cpu().double().numpy()
 
         return LinearOperator(self.shape, matvec=mv, rmatvec=mv, dtype=np.float64)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def as_matvec(op) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, torch.device]:
-    """(float64 flat matvec, n, device) for a HessianOperator, a dense matrix (tensor or array), a scipy
-    LinearOperator or any object with ``matvec`` and ``shape``."""
-    if isinstance(op, HessianOperator):
-        return (lambda v: op.matvec(v).to(torch.float64)), op.n, op.device
-    if isinstance(op, np.ndarray):
-        op = torch.from_numpy(op)
-    if isinstance(op, torch.Tensor):
-        mat = op.to(torch.float64)
-        return (lambda v: mat @ v.to(mat.device)), int(mat.shape[0]), mat.device
-    if hasattr(op, "matvec") and hasattr(op, "shape"):
-        def mv(v: torch.Tensor) -> torch.Tensor:
-            out = op.matvec(v.detach().cpu().numpy() if not isinstance(op, HessianOperator) else v)
-            return torch.as_tensor(np.asarray(out), dtype=torch.float64).reshape(-1)
-        return mv, int(op.shape[0]), torch.device("cpu")
-    raise TypeError(f"cannot use an object of type {type(op).__name__} as a linear operator")
-
-
-def matvec_count(op) -> int:
-    return int(getattr(op, "n_matvecs", 0))
-
-
-# ---------------------------------------------------------------------------------------------- exact
-@dataclass(frozen=True)
-class ExactHessian:
-    """The full Hessian (float64, symmetric) and its eigendecomposition (eigenvalues ascending)."""
-
-    matrix: np.ndarray
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray | None
-    n_matvecs: int              # Hessian-vector products (columns), whatever graph they ran on
-    full_matvec_equivalents: float  # the time spent, in units of one full-graph product (block 0's rate)
-    seconds: float              # building the matrix
-    seconds_eigh: float
-    asymmetry: float            # max |H_ll − H_llᵀ| / max |H| over the diagonal blocks computed both ways
-    layout: tuple[ParamBlock, ...] = ()
-    blocks: tuple[tuple[str, int, int, float], ...] = ()  # (parameter, columns, rows, seconds) per block
-
-
-def exact_hessian(op, *, eigenvectors: bool = True, columns_per_call: int | str = "auto",
-                  triangular: bool = True, progress: bool = False) -> ExactHessian:
-    """The full Hessian, column by column, and ``numpy.linalg.eigh`` of it.
-
-    For a ``HessianOperator`` with the cached double-backward product and ``triangular=True`` (default),
-    block l's columns are taken on a graph restricted to the parameters of blocks ≥ l (input side first,
-    ``parameter_order``) and the rest filled in by symmetry (see the module docstring); otherwise one
-    product per column of the full operator. ``columns_per_call``: basis vectors per batched product
-    (``"auto"``: 1 on CPU, where batching was measured slower, 32 on CUDA).
-    """
-    t0 = time.perf_counter()
-    if isinstance(op, HessianOperator):
-        n = op.n
-        if columns_per_call == "auto":
-            columns_per_call = 32 if op.device.type == "cuda" else 1
-        if triangular and op.hvp == "double_backward" and op.cache_graph and len(op.layout) > 1:
-            C, matvecs, equiv, asym, blocks = _block_triangular(op, int(columns_per_call), progress)
-        else:
-            C, matvecs = _all_columns(op, int(columns_per_call), progress)
-            equiv, asym, blocks = float(matvecs), None, ()
-    else:
-        mv, n, device = as_matvec(op)
-        C = np.empty((n, n))
-        for j in tqdm(range(n), desc="hessian columns", disable=not progress, leave=False):
-            e = torch.zeros(n, dtype=torch.float64, device=device)
-            e[j] = 1.0
-            C[:, j] = mv(e).cpu().numpy()
-        matvecs, equiv, asym, blocks = n, float(n), None, ()
-    if asym is None:
-        scale = max(float(np.abs(C).max()), 1e-300)
-        asym = float(np.abs(C - C.T).max() / scale)
-        H = 0.5 * (C + C.T)
-    else:
-        H = C
-    seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    if eigenvectors:
-        evals, evecs = np.linalg.eigh(H)
-    else:
-        evals, evecs = np.linalg.eigvalsh(H), None
-    layout = tuple(op.layout) if isinstance(op, HessianOperator) else ()
-    return ExactHessian(H, evals, evecs, matvecs, equiv, seconds, time.perf_counter() - t1, asym, layout, blocks)
-
-
-def _columns(op: HessianOperator, indices: Sequence[int], per_call: int, bar) -> np.ndarray:
-    """H[:, indices] of ``op`` (float64 numpy ``[op.n, len(indices)]``)."""
-    out = np.empty((op.n, len(indices)))
-    for start in range(0, len(indices), per_call):
-        idx = indices[start:start + per_call]
-        E = torch.zeros(op.n, len(idx), dtype=op.dtype, device=op.device)
-        E[list(idx), list(range(len(idx)))] = 1.0
-        cols = op.matvec(E[:, 0]).unsqueeze(1) if len(idx) == 1 else op.matmat(E, columns_per_call=per_call)
-        out[:, start:start + len(idx)] = cols.detach().cpu().double().numpy()
-        bar.update(len(idx))
-    return out
-
-
-def _all_columns(op: HessianOperator, per_call: int, progress: bool) -> tuple[np.ndarray, int]:
-    before = op.n_matvecs
-    with tqdm(total=op.n, desc="hessian columns", disable=not progress, leave=False) as bar:
-        C = _columns(op, list(range(op.n)), per_call, bar)
-    return C, op.n_matvecs - before
-
-
-def _block_triangular(op: HessianOperator, per_call: int, progress: bool):
-    order = op.parameter_order()
-    block_of = {b.name: b for b in op.layout}
-    n = op.n
-    C = np.zeros((n, n))
-    matvecs, asym, per_column_full = 0, 0.0, None
-    stats = []
-    with tqdm(total=n, desc="hessian columns", disable=not progress, leave=False) as bar:
-        for l, name in enumerate(order):
-            sub = op if l == 0 else op.restricted(order[l:])
-            # global flat indices of the sub-operator's layout (named_parameters order restricted)
-            rows = np.concatenate([np.arange(block_of[b.name].offset, block_of[b.name].offset + b.numel)
-                                   for b in sub.layout])
-            sub_block = next(b for b in sub.layout if b.name == name)
-            local = list(range(sub_block.offset, sub_block.offset + sub_block.numel))
-            before, t_block = sub.n_matvecs, time.perf_counter()
-            cols = _columns(sub, local, per_call, bar)
-            t_block = time.perf_counter() - t_block
-            matvecs += sub.n_matvecs - before
-            if per_column_full is None:
-                per_column_full = t_block / len(local)
-            stats.append((name, len(local), len(rows), t_block))
-            g = block_of[name].slice
-            C[rows, g] = cols
-            diag = C[g, g]
-            asym = max(asym, float(np.abs(diag - diag.T).max()))
-            C[g, g] = 0.5 * (diag + diag.T)
-            # fill the transposed entries (rows of block `name`, columns of the later blocks)
-            later = np.setdiff1d(rows, np.arange(g.start, g.stop))
-            C[np.ix_(np.arange(g.start, g.stop), later)] = C[np.ix_(later, np.arange(g.start, g.stop))].T
-            if sub is not op:
-                del sub
-    scale = max(float(np.abs(C).max()), 1e-300)
-    equiv = sum(s[3] for s in stats) / max(per_column_full, 1e-300)
-    return C, matvecs, equiv, asym / scale, tuple(stats)
