@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 EXPERIMENT ?= paper
 JOBS ?= 2
 PORT ?= 5000
+# The learning-curve sweep that `make reproduce` runs after the main grid (configs/hparams_search/), if any.
+LEARNING_CURVE ?= $(if $(filter paper,$(EXPERIMENT)),learning_curve,$(if $(filter full,$(EXPERIMENT)),learning_curve_full,))
 
 .PHONY: setup test lint data reproduce sweep report ui mlflow-server mlflow-server-postgres bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
 
@@ -27,11 +29,13 @@ lint: setup
 data: setup
 	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data] mlflow.experiment_name=$(EXPERIMENT)-data
 
-# The study: data -> every (model, λ, seed) job, $(JOBS) at a time -> report. Wall time is printed at the end.
+# The study: data -> every (arm, model, seed) job, $(JOBS) at a time -> the learning curve -> report. Wall time is printed at the end.
 reproduce: setup
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory data EXPERIMENT=$(EXPERIMENT) && \
 	$(BIN)/softsym -m experiment=$(EXPERIMENT) hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1 && \
+	$(if $(LEARNING_CURVE),$(BIN)/softsym -m experiment=$(EXPERIMENT) hparams_search=$(LEARNING_CURVE) \
+	  hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1 &&) \
 	$(BIN)/softsym-report --experiment $(EXPERIMENT) && \
 	echo "make reproduce EXPERIMENT=$(EXPERIMENT): $$(( $$(date +%s) - start )) s wall time"
 
@@ -43,7 +47,7 @@ report: setup
 	$(BIN)/softsym-report --experiment $(EXPERIMENT)
 
 ui: setup
-	@echo "MLflow UI: http://127.0.0.1:$(PORT)"
+	@echo "MLflow UI: http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning (the runs tables)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 # A real tracking server on 127.0.0.1 (SQLite backend, artifacts served by the server). Jobs use it with

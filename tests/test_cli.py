@@ -59,6 +59,13 @@ def jetclass_file(tmp_path_factory):
     return path
 
 
+def job_metrics(client, parent) -> dict[str, float]:
+    """Every metric of a job: its stage runs' and the parent's headline ones (softsym.tracking.HEADLINE_METRICS)."""
+    stages = client.search_runs([parent.info.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return {k: v for run in [*stages, parent] for k, v in run.data.metrics.items()}
+
+
 def _runs(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
@@ -79,7 +86,7 @@ def test_data_and_train_with_lorentz_penalty_log_to_mlflow(tmp_path, jetclass_fi
     assert parent.data.tags["penalty"] == "lorentz" and parent.data.tags["model"] == "pfn"
     for key in ("test_auc", "test_acc", "test_rej30", "test_rej50", "symmetry_violation", "data_n_train",
                 "data_signal_frac", "data_dropped_jets", "model_n_params"):
-        assert key in parent.data.metrics, key
+        assert key in job_metrics(client, parent), key
     assert len(client.get_metric_history(parent.info.run_id, "val_loss")) == 2
     assert parent.data.params["penalty.lambda"] == "0.1"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -218,7 +225,7 @@ def test_ddp_with_the_streaming_loader(tmp_path):
     run_softsym(tmp_path / "single", *common)
     _torchrun(tmp_path / "ddp", 29533, *common)
     client, ddp = _parent(tmp_path / "ddp")
-    assert ddp.data.metrics["data_streamed"] == 1.0
+    assert job_metrics(client, ddp)["data_streamed"] == 1.0
     assert len(client.get_metric_history(ddp.info.run_id, "val_loss")) == 3
     _, single = _parent(tmp_path / "single")
     print("streaming test_auc: ddp", ddp.data.metrics["test_auc"], "single", single.data.metrics["test_auc"])
@@ -233,9 +240,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_trains_on_every_file_form_one_process_per_file(tmp_path, form, stream):
     run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{FIXTURES / form}/*]",
                 f"data.stream={stream}", "train.epochs=1", "data.max_particles=32")
-    _, runs = _runs(tmp_path)
+    client, runs = _runs(tmp_path)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    m = parent.data.metrics
+    m = job_metrics(client, parent)
     assert parent.info.status == "FINISHED" and "test_auc" in m
     for split in ("train", "val", "test"):
         assert abs(m[f"data_signal_frac_{split}"] - m["data_signal_frac"]) <= 0.05
@@ -259,8 +266,8 @@ def test_ten_class_selection_logs_per_class_metrics(tmp_path):
         paths.append(str(path))
     run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{','.join(paths)}]",
                 f"data.classes=[{','.join(JETCLASS_CLASSES)}]", "train.epochs=1")
-    _, runs = _runs(tmp_path)
-    m = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data.metrics
+    client, runs = _runs(tmp_path)
+    m = job_metrics(client, next(r for r in runs if "mlflow.parentRunId" not in r.data.tags))
     assert {f"test_auc_{c}" for c in JETCLASS_CLASSES[1:]} <= set(m)
     assert {"test_rej50_Tbqq", "test_rej99_Hqql", "test_rej50_Wqq", "test_acc"} <= set(m)
 
@@ -276,7 +283,7 @@ def test_all_five_stages_log_their_metrics_and_plots(tmp_path, jetclass_file):
     client, runs = _runs(tmp_path)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED"
-    m = parent.data.metrics
+    m = job_metrics(client, parent)
     expected = {"hessian_top_eig", "hessian_trace", "hessian_trace_se", "hessian_near_zero_frac", "hessian_neg_frac",
                 "hessian_eff_dim", "hessian_goldstone_overlap", "geometric_complexity", "prune_auc_at_0.5",
                 "quant_auc_8bit", "compressed_bits", "robust_rotation_auc_0.5", "robust_rotation_aurc",
@@ -285,3 +292,87 @@ def test_all_five_stages_log_their_metrics_and_plots(tmp_path, jetclass_file):
     assert m["robust_rotation_auc_0"] == pytest.approx(m["test_auc"])  # strength 0 is the clean test set
     curves = {a.path for a in client.list_artifacts(parent.info.run_id, "curves")}
     assert {"curves/test_scores.npz", "curves/hessian_spectrum.npz", "curves/distill_curve.npz"} <= curves
+
+
+def _no_runs(tmp_path: Path) -> bool:
+    """True when the job created no MLflow run (the store may not even exist)."""
+    if not (tmp_path / "mlflow.db").exists():
+        return True
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("softsym")
+    return exp is None or not client.search_runs([exp.experiment_id])
+
+
+@pytest.mark.parametrize("overrides,named", [
+    (["train.epochs=0"], "train.epochs=0"),
+    (["train.epoch=3"], "did you mean train.epochs"),
+    (["penalty.lambda=abc"], "penalty.lambda='abc'"),
+])  # every other option: tests/test_config_check.py, in-process
+def test_a_bad_option_is_refused_before_any_work_and_any_mlflow_run(tmp_path, jetclass_file, overrides, named):
+    proc = run_softsym(tmp_path, "data=jetclass", f"data.paths=[{jetclass_file}]", *overrides, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+    assert _no_runs(tmp_path) and not (tmp_path / "ckpt").exists()
+
+
+def test_jetclass_without_paths_is_refused_before_any_mlflow_run(tmp_path):
+    proc = run_softsym(tmp_path, "stages=[data,train]", "data=jetclass", check=False)
+    assert proc.returncode == 2 and "data.paths" in proc.stderr and "Traceback" not in proc.stderr
+    assert _no_runs(tmp_path)
+
+
+def _softsym_command(tmp_path: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "softsym", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"hydra.run.dir={tmp_path}/run", f"paths.checkpoints={tmp_path}/ckpt", "threads=1", "model.size=small",
+            "data.max_particles=24", *overrides]
+
+
+def test_sigterm_mid_training_leaves_the_runs_killed_not_running(tmp_path):
+    """What `timeout`, SLURM and submitit send: the job ends with 128 + SIGTERM, its parent and stage runs
+    are KILLED with the signal named, and the epochs logged before it are kept."""
+    import signal
+    import time
+
+    from softsym.data.synthetic import synthetic_jets
+
+    path = tmp_path / "jets.root"
+    write_jetclass_like(path, synthetic_jets(1500, max_particles=24, seed=9))
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_softsym_command(tmp_path, "stages=[data,train]", "data=jetclass", f"data.paths=[{path}]",
+                                             "train.epochs=100", "train.patience=100", "train.batch_size=32"),
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "ckpt").rglob("last.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be signalled"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGTERM" in stderr and "Traceback" not in stderr
+    client, runs = _runs(tmp_path)
+    status = {r.data.tags.get("stage", "job"): r.info.status for r in runs}
+    assert status == {"job": "KILLED", "data": "FINISHED", "train": "KILLED"}, status
+    for run in runs:
+        if run.info.status == "KILLED":
+            assert "SIGTERM" in run.data.tags["error"]
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["pid"] == str(proc.pid)
+    assert len(client.get_metric_history(parent.info.run_id, "val_loss")) >= 1
+
+
+def test_resume_says_when_it_starts_afresh_and_names_a_corrupt_checkpoint(tmp_path, jetclass_file):
+    common = ["stages=[data,train]", "data=jetclass", f"data.paths=[{jetclass_file}]", "train.epochs=1",
+              "train.resume=true"]
+    run_softsym(tmp_path, *common)
+    client, runs = _runs(tmp_path)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["resumed"] == "false" and "no checkpoint at" in parent.data.tags["resume_note"]
+
+    (checkpoint,) = (tmp_path / "ckpt").rglob("last.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    # another eval batch size: the same checkpoint, but not the same job (a finished job would be skipped)
+    proc = run_softsym(tmp_path, *common, "train.eval_batch_size=512", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert str(checkpoint) in proc.stderr and "corrupt" in proc.stderr and "train.resume=false" in proc.stderr

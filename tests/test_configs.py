@@ -29,7 +29,8 @@ from softsym.stages.options import (
 )
 from softsym.training import FitConfig
 
-GROUPS = ("data", "model", "penalty", "train", "complexity", "robustness", "distill", "experiment", "hparams_search")
+GROUPS = ("data", "model", "penalty", "train", "complexity", "robustness", "distill", "experiment", "hparams_search",
+          "arm")
 # What a file-based data source needs on the command line (`paths: ???`, and `tree: ???` for data=root).
 FILE_OVERRIDES = {"jetclass": ["data.paths=[jets.root]"], "root": ["data.paths=[jets.root]", "data.tree=jets"]}
 
@@ -99,7 +100,9 @@ def build_selection(cfg: DictConfig) -> None:
 def test_every_group_has_the_options_the_design_names():
     expected = {"data": {"pythia", "jetclass", "root"}, "penalty": {"none", "gc", "rotation", "boost", "lorentz"},
                 "model": {"pfn", "particlenet", "transformer", "mlp", "lorentz_invariant"},
-                "experiment": {"paper", "smoke"}, "hparams_search": {"lambda_sweep"}}
+                "experiment": {"paper", "smoke", "full"},
+                "hparams_search": {"lambda_sweep", "learning_curve", "learning_curve_full"},
+                "arm": {"baseline", "lorentz_matched", "lorentz_strong", "gc", "weight_decay"}}
     for group, names in expected.items():
         assert set(group_options(group)) == names, group
 

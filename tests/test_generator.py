@@ -4,7 +4,9 @@ One generation of 100 top + 100 QCD jets (two workers, detector on) is shared by
 use a few small shards with MPI off, which is faster and enough for what they check.
 """
 
+import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -216,6 +218,101 @@ def test_a_killed_generation_leaves_no_partial_file_and_resumes(tmp_path):
     assert result.n_reused_shards >= len(finished) and result.n_generated_shards == 4 - result.n_reused_shards
     assert [uproot.open(p)["tree"].num_entries for p in result.paths] == [2] * 4
     assert sorted(p.name for p in cache.iterdir()) == sorted([p.name for p in result.paths] + ["config.json"])
+
+
+def _generation_script(out_dir, options: dict, n_workers: int, start_file=None) -> str:
+    """A generation in a child process; it prints its result as JSON (and waits for ``start_file`` first)."""
+    return textwrap.dedent(f"""
+        import json, os, time
+        from softsym.data.pythia import generate_shards
+        if __name__ == "__main__":
+            while {str(start_file)!r} != "None" and not os.path.exists({str(start_file)!r}):
+                time.sleep(0.01)
+            result = generate_shards(out_dir={str(out_dir)!r}, n_workers={n_workers}, **{options!r})
+            print(json.dumps({{"generated": result.n_generated_shards, "reused": result.n_reused_shards,
+                              "paths": [str(p) for p in result.paths]}}))
+    """)
+
+
+def _live_group_members(group: int) -> list[str]:
+    """Processes of process group ``group`` that are not zombies (from /proc: no psutil needed)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        state, _, pgrp = text.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            members.append(f"{stat.parent.name}: {text[:80]}")
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_to_the_parent_leaves_no_worker_behind(tmp_path, sig):
+    """Only the parent is signalled: its two workers must go too, mid-shard, and take their temporaries along."""
+    options = dict(n_jets_per_class=6, jets_per_shard=2, mpi=False, seed=6)  # 6 shards
+    child = subprocess.Popen([sys.executable, "-c", _generation_script(tmp_path, options, 2)],
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("pythia-*/*.root")):  # mid-way: the workers are making the next shards
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "no shard was written within 120 s"
+            time.sleep(0.01)
+        assert len(_live_group_members(child.pid)) >= 3  # the parent and its workers
+        os.kill(child.pid, sig)
+        child.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while (left := _live_group_members(child.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"processes left behind after {sig.name} of the parent: {left}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode != 0
+    cache = next(tmp_path.glob("pythia-*"))
+    assert not list(cache.glob(".*.tmp*")), "a temporary was left behind"
+    for path in cache.glob("*.root"):  # whatever has the final name is complete
+        assert uproot.open(path)["tree"].num_entries == 2
+    result = generate_shards(out_dir=tmp_path, n_workers=1, **options)  # and the cache resumes cleanly
+    assert sorted(p.name for p in cache.iterdir()) == sorted([p.name for p in result.paths] + ["config.json"])
+
+
+def test_two_concurrent_generations_of_one_config_make_each_shard_once(tmp_path):
+    options = dict(n_jets_per_class=6, jets_per_shard=2, mpi=False, seed=8)  # 6 shards
+    start = tmp_path / "go"
+    children = [subprocess.Popen([sys.executable, "-c", _generation_script(tmp_path, options, n_workers, start)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for n_workers in (1, 2)]
+    time.sleep(1.0)  # both have imported by now; they start together
+    start.touch()
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert outputs[0]["paths"] == outputs[1]["paths"] and len(outputs[0]["paths"]) == 6
+    assert outputs[0]["generated"] + outputs[1]["generated"] == 6  # every shard made once
+    assert all(o["generated"] + o["reused"] == 6 for o in outputs)
+    cache = Path(outputs[0]["paths"][0]).parent
+    assert sorted(p.name for p in cache.iterdir()) == sorted([Path(p).name for p in outputs[0]["paths"]]
+                                                             + ["config.json"])  # no lock file left
+    assert [uproot.open(p)["tree"].num_entries for p in outputs[0]["paths"]] == [2] * 6
+
+
+def test_a_shard_locked_by_another_process_is_waited_for_and_reused(tmp_path):
+    from softsym.data.pythia.pool import BUSY, REUSED, produce_shard
+    from softsym.data.pythia.shards import shard_lock
+
+    task = shard_tasks(GenerationConfig(**SMALL), tmp_path)[0]
+    with shard_lock(task.path, wait=False) as held:
+        assert held
+        assert produce_shard(task, lambda n: None, wait=False) == (BUSY, None)
+        task.path.write_bytes(b"made by the holder")  # as if the other generation had made it
+    assert produce_shard(task, lambda n: None, wait=True) == (REUSED, None)
+    assert not list(tmp_path.glob(".*"))  # the lock file went with its holder
 
 
 def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):

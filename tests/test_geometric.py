@@ -81,3 +81,43 @@ def test_gc_penalty_is_registered():
 
     penalty = PENALTIES.build("gc", symmetry="lorentz", form="infinitesimal", weight=0.1)
     assert isinstance(penalty, GeometricComplexityPenalty) and penalty.weight == 0.1
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_temperature_fit_is_the_grid_minimum_and_recovers_a_known_temperature(n_out):
+    from softsym.analysis.calibration import fit_temperature, tempered_loss
+
+    rng = np.random.default_rng(4)
+    z = torch.from_numpy(rng.normal(0, 2.0, (4000, n_out)))
+    t_true = 2.5  # labels drawn from the model at temperature t_true: the fit should find it
+    if n_out == 1:
+        y = torch.from_numpy((rng.random(4000) < 1 / (1 + np.exp(-z[:, 0].numpy() / t_true))).astype(np.int64))
+    else:
+        p = torch.softmax(z / t_true, -1).numpy()
+        y = torch.from_numpy(np.array([rng.choice(n_out, p=row) for row in p]))
+    fit = fit_temperature(z, y)
+    grid = np.exp(np.linspace(np.log(0.05), np.log(50), 4001))
+    losses = np.array([tempered_loss(z, y, t) for t in grid])
+    assert fit.loss <= losses.min() + 1e-12
+    assert fit.temperature == pytest.approx(grid[losses.argmin()], rel=2e-3)
+    assert fit.temperature == pytest.approx(t_true, rel=0.1)
+    assert fit.loss_at_one == pytest.approx(tempered_loss(z, y, 1.0)) and fit.loss < fit.loss_at_one
+
+
+def test_tempered_model_divides_the_logits_and_gc_by_t_squared():
+    from softsym.analysis.calibration import fit_model_temperature, tempered
+
+    torch.manual_seed(0)
+    arrays = synthetic_jets(12, max_particles=8, seed=3)
+    batch = arrays.to_batch()
+    model = PFN(8, 2, phi_sizes=[8], latent_dim=4, head_sizes=[8])
+    hot = tempered(model, 3.0)
+    assert [n for n, _ in hot.named_parameters()] == [n for n, _ in model.named_parameters()]
+    with torch.no_grad():
+        assert torch.allclose(logits_from_p4(hot, batch.p4, batch.mask, batch.scalars),
+                              logits_from_p4(model, batch.p4, batch.mask, batch.scalars) / 3.0)
+    assert geometric_complexity(hot, [batch]) == pytest.approx(geometric_complexity(model, [batch]) / 9.0, rel=1e-5)
+    fit = fit_model_temperature(model, [batch])
+    assert fit.temperature > 0 and fit.n_jets == len(arrays) and fit.loss <= fit.loss_at_one + 1e-12
+    with pytest.raises(ValueError):
+        tempered(model, 0.0)

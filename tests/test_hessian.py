@@ -190,3 +190,49 @@ def test_unknown_options_are_reported():
     with pytest.raises(ValueError, match="method"):
         analyze_hessian(HessianOperator(nn.Linear(2, 1), [torch.zeros(1)],
                                         loss_fn=lambda m, b: (m.weight ** 2).sum()), method="bogus")
+
+
+def test_density_standard_errors_match_the_spread_over_seeds():
+    """On a matrix with a known spectrum (through the matvec protocol), each density-derived quantity's reported
+    s.e. (probe spread / √P) matches the spread of the estimates over many seeds, and with a full Krylov space
+    (steps = n: the quadrature is exact for every probe) the estimates centre on the true values."""
+    from softsym.analysis import density_metrics
+
+    rng = np.random.default_rng(3)
+    n = 40
+    lam = np.concatenate([[30.0, 12.0], rng.uniform(-0.5, 2.0, 26), np.zeros(6), [-0.01, 1e-4, -2e-4, 5e-5],
+                          [-3.0, -1.0]])
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    a = (q * lam) @ q.T
+    lmax, eps, tau, z = 30.0, 1e-3, 1e-3, 0.5
+    truth = {"hessian_near_zero_frac": np.mean(np.abs(lam) < eps * lmax),
+             "hessian_neg_frac": np.mean(lam < -eps * lmax),
+             "hessian_near_zero_frac_abs": np.mean(np.abs(lam) < tau), "hessian_neg_frac_abs": np.mean(lam < -tau),
+             "hessian_eff_dim": np.sum(lam[lam > 0] / (lam[lam > 0] + z))}
+    runs = [density_metrics(spectral_density(a, n_probes=4, n_steps=n, seed=s), lmax, near_zero_eps=eps,
+                            near_zero_abs=tau, eff_dim_z=z) for s in range(250)]
+    for name, value in truth.items():
+        est = np.array([r[name] for r in runs])
+        se = np.array([r[f"{name}_se"] for r in runs])
+        spread, reported = est.std(ddof=1), np.sqrt(np.mean(se ** 2))
+        assert reported == pytest.approx(spread, rel=0.15), name
+        assert abs(est.mean() - value) < 4 * spread / np.sqrt(len(est)) + 1e-9, name
+    assert np.allclose([r["hessian_n_near_zero_se"] for r in runs], [n * r["hessian_near_zero_frac_se"] for r in runs])
+
+
+def test_trace_standard_error_matches_the_spread_over_seeds(quadratic):
+    _, a, lam = quadratic
+    for estimator in (hutchpp_trace, xtrace, hutchinson_trace):
+        runs = [estimator(a, n_matvecs=30, seed=s) for s in range(150)]
+        est, se = np.array([r.value for r in runs]), np.array([r.std_error for r in runs])
+        assert np.sqrt(np.mean(se ** 2)) == pytest.approx(est.std(ddof=1), rel=0.3), estimator.__name__
+        assert abs(est.mean() - lam.sum()) < 4 * est.std(ddof=1) / np.sqrt(len(est)), estimator.__name__
+
+
+def test_exact_metrics_have_zero_errors_and_absolute_thresholds(mlp_exact):
+    _, _, op, ex = mlp_exact
+    m = analyze_hessian(op, method="exact", k=3, k_bottom=1, near_zero_abs=1e-4).metrics
+    lam = ex.eigenvalues
+    assert m["hessian_near_zero_frac_abs"] == pytest.approx(np.mean(np.abs(lam) < 1e-4))
+    assert m["hessian_neg_frac_abs"] == pytest.approx(np.mean(lam < -1e-4))
+    assert all(m[k] == 0.0 for k in m if k.endswith(("_se", "_err")) and k != "hessian_trace_se")

@@ -13,9 +13,11 @@ from softsym.data.jets import JetBatch
 from softsym.data.synthetic import synthetic_jets
 from softsym.models import MODELS, logits_from_p4
 from softsym.models.graph import knn_graph, node_jet_index, to_padded
+from softsym.models.inputs import MODEL_INPUTS, ParticleInputs, jet_frame_rotation
 from softsym.penalties import SymmetryPenalty
 from softsym.penalties.symmetry import generator_derivatives, infinitesimal_penalty
 from softsym.physics import N_KINEMATIC, compute_features
+from softsym.physics.lorentz import boost_generator, rotation_generator
 from softsym.physics.symmetries import symmetry_generators
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
@@ -30,7 +32,6 @@ TINY = {
 }
 # The flat MLP reads particles in (pT) order by design, so it is only required to ignore padding.
 SET_MODELS = ["pfn", "particlenet", "transformer", "lorentz_invariant"]
-
 
 N_FEATURES = N_KINEMATIC + 1  # kinematic features + charge, as synthetic_jets gives
 
@@ -212,3 +213,71 @@ def test_empty_and_single_particle_jets_give_finite_logits_and_derivatives(name,
     (logits.sum() + value).backward()
     assert torch.isfinite(logits).all() and torch.isfinite(value)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---------------------------------------------------------------- model.inputs
+
+INPUT_MODELS = ["pfn", "mlp", "transformer"]
+
+
+def test_jet_frame_turns_every_jet_axis_onto_z(batch):
+    p4 = batch.p4.double()
+    R = jet_frame_rotation(p4, batch.mask)
+    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(R))
+    assert torch.allclose(torch.linalg.det(R), torch.ones(len(batch), dtype=torch.float64))
+    jet = (p4 * batch.mask[..., None]).sum(1)[:, 1:]
+    turned = torch.einsum("bij,bj->bi", R, jet)
+    torch.testing.assert_close(turned[:, :2], torch.zeros_like(turned[:, :2]), atol=1e-9, rtol=0)
+    torch.testing.assert_close(turned[:, 2], jet.norm(dim=-1))
+
+
+@pytest.mark.parametrize("symmetry,expected", [("rotation", rotation_generator(3)), ("boost", boost_generator(3))])
+def test_jet_axis_symmetries_act_as_z_generators_on_p4_jet(symmetry, expected, batch):
+    inputs = ParticleInputs("p4_jet", N_FEATURES)
+    gens, _ = symmetry_generators(symmetry, batch.p4.double(), batch.mask)
+    hat = inputs.input_generators(gens, batch.p4.double(), batch.mask)
+    assert hat.shape == (len(batch), 1, 5, 5)
+    torch.testing.assert_close(hat[:, 0, :4, :4], expected.double().expand(len(batch), 4, 4), atol=1e-12, rtol=0)
+    assert torch.all(hat[:, 0, 4:] == 0) and torch.all(hat[:, 0, :, 4:] == 0)  # the charge does not move
+
+
+@pytest.mark.parametrize("name", INPUT_MODELS)
+@pytest.mark.parametrize("inputs", MODEL_INPUTS)
+def test_every_input_option_builds_ignores_padding_and_reloads(name, inputs, batch, tmp_path):
+    from softsym.training import ModelSpec, load_trained_model, save_trained_model
+    spec = ModelSpec(name, N_FEATURES, ("qcd", "top"), ("charge",), {**TINY[name], "inputs": inputs,
+                                                                       "p4_scale": 50.0})
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    assert model.input_map.inputs == inputs
+    assert model.input_map.n_inputs == (N_FEATURES if inputs == "features" else 5)
+    logits = eval_logits(model, batch)
+    assert logits.shape == (len(batch), 1) and torch.isfinite(logits).all()
+    wider = JetBatch(torch.cat([batch.p4, torch.randn(len(batch), 3, 4)], 1),
+                     torch.cat([batch.mask, torch.zeros(len(batch), 3, dtype=torch.bool)], 1), batch.labels,
+                     torch.cat([batch.scalars, torch.randn(len(batch), 3, batch.scalars.shape[-1])], 1))
+    torch.testing.assert_close(eval_logits(model, wider), logits, atol=1e-5, rtol=1e-5)
+    save_trained_model(tmp_path / "model.pt", model, spec)
+    reloaded, reloaded_spec = load_trained_model(tmp_path / "model.pt")
+    assert reloaded_spec == spec and reloaded.input_map.p4_scale == 50.0
+    torch.testing.assert_close(eval_logits(reloaded, batch), logits)
+
+
+def test_unknown_inputs_are_refused():
+    with pytest.raises(ValueError, match="model.inputs"):
+        MODELS.build("pfn", n_features=N_FEATURES, n_classes=2, inputs="p3", **TINY["pfn"])
+
+
+def test_input_gradients_of_a_4_vector_model_are_taken_at_its_inputs(batch):
+    """‖∇_x f‖² for model.inputs=p4 is taken at x = (p / p4_scale, scalars): s²‖∇_p f‖² + ‖∇_scalars f‖²."""
+    from softsym.models.gradients import jet_input_gradient_norms
+    model = MODELS.build("pfn", n_features=N_FEATURES, n_classes=2, inputs="p4", p4_scale=50.0,
+                         **TINY["pfn"]).eval().double()
+    b = JetBatch(batch.p4.double(), batch.mask, batch.labels, batch.scalars.double())
+    _, norms = jet_input_gradient_norms(model, b)
+    p4 = b.p4.clone().requires_grad_(True)
+    scalars = b.scalars.clone().requires_grad_(True)
+    grad_p4, grad_s = torch.autograd.grad(logits_from_p4(model, p4, b.mask, scalars).sum(), (p4, scalars))
+    real = b.mask[..., None].double()
+    expected = ((50.0 * grad_p4) ** 2 * real).sum((1, 2)) + (grad_s**2 * real).sum((1, 2))
+    torch.testing.assert_close(norms, expected)

@@ -78,7 +78,7 @@ def test_report_from_mlflow_lists_failed_runs_and_writes_plots(tmp_path):
     text = summary.read_text()
     assert "pfn-broken" in text and "DataError: bad file" in text
     assert "supported" in text and "Verdict rule" in text and "Holm–Bonferroni" in text
-    assert "rests on 19–19 background jets" in text
+    assert "rests on 19 background jets" in text
     made = {p.name for p in out.iterdir()}
     assert {"roc.png", "robust_rotation.png", "prune.png", "hessian_spectrum.png", "claims.csv",
             "correlations.csv", "correlation_geometric_complexity.png"} <= made

@@ -74,3 +74,40 @@ def test_multiclass_metrics_are_per_class_against_qcd():
     m = classification_metrics(labels, probs, ("QCD", "Tbqq", "Wqq"))
     assert m["test_auc_Tbqq"] > 0.85 and 0.3 < m["test_auc_Wqq"] < 0.7
     assert {"test_rej50_Tbqq", "test_acc", "test_auc"} <= set(m)
+
+
+def test_a_corrupt_checkpoint_on_resume_names_the_file_and_what_to_do(toy_jets, tmp_path):
+    from softsym.training.loop import CheckpointError
+
+    path = tmp_path / "last.pt"
+    _train(toy_jets, None, FitConfig(epochs=1, seed=0, progress=False), checkpoint_path=path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy cut short, a disk that failed
+    with pytest.raises(CheckpointError) as caught:
+        _train(toy_jets, None, checkpoint_path=path, resume=True)
+    message = str(caught.value)
+    assert str(path) in message and "corrupt" in message and "train.resume=false" in message and "delete" in message
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        _train(toy_jets, None, checkpoint_path=path, resume=True)
+
+
+def test_a_corrupt_model_file_names_the_file(tmp_path):
+    from softsym.training import load_trained_model
+    from softsym.training.loop import CheckpointError
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_trained_model(path)
+    torch.save({"weights": torch.zeros(2)}, path)  # a torch file, but not a softsym model
+    with pytest.raises(CheckpointError, match="spec"):
+        load_trained_model(path)
+
+
+def test_resume_without_a_checkpoint_says_it_starts_afresh(toy_jets, tmp_path, caplog):
+    path = tmp_path / "missing" / "last.pt"
+    with caplog.at_level("WARNING", logger="softsym.training.loop"):
+        _, result = _train(toy_jets, None, FitConfig(epochs=1, seed=0, progress=False), checkpoint_path=path,
+                           resume=True)
+    assert result.resumed_from_epoch is None and str(path) in result.resume_note
+    assert "first epoch" in result.resume_note and str(path) in caplog.text

@@ -1,7 +1,9 @@
 """MLflow bookkeeping: one parent run per job, one nested run per stage, params, tags, artifacts.
 
-Stage metrics are logged to the stage's nested run and mirrored onto the parent run, so the parent alone
-holds every headline number (the report and the MLflow UI's compare view read parents).
+Stage metrics are logged to the stage's nested run; the headline ones (``HEADLINE_METRICS``, about 25) are
+mirrored onto the parent run, so that the MLflow UI's runs table and compare view show a readable set (the
+report merges each job's stage runs). The experiment is tagged as classic ML development so that MLflow 3
+opens it on its runs table, and its artifacts live beside a SQLite store (``mlartifacts/``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,48 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
+from softsym.run_status import end_run, process_tags
+
 log = logging.getLogger(__name__)
 _ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
 
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be reached or used; names the URI."""
+
+
+# The numbers a job is compared by, mirrored onto its parent run (plus ``eval_<set>_auc`` of each evaluation
+# set); every other metric stays on the stage run that measured it.
+HEADLINE_METRICS = frozenset({
+    "test_auc", "test_auc_se", "test_acc", "test_rej30", "test_rej50", "test_rej50_se", "gap_auc", "train_loss",
+    "val_loss", "symmetry_violation", "train_seconds", "model_n_params", "hessian_top_eig", "hessian_trace",
+    "hessian_eff_dim", "hessian_goldstone_overlap", "geometric_complexity", "goldstone_direction_error",
+    "robust_rotation_aurc", "robust_boost_aurc", "robust_energy_smearing_aurc", "robust_soft_contamination_aurc",
+    "robust_pgd_aurc", "student_auc", "student_agreement",
+})
+# MLflow 3 opens an experiment with this tag on its runs table (not on the GenAI overview).
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+CONFIG_HASH_TAG = "config_hash"
+
+
+def is_headline(key: str) -> bool:
+    return key in HEADLINE_METRICS or (key.startswith("eval_") and key.endswith("_auc"))
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """``<directory of the SQLite file>/mlartifacts`` for a SQLite store; None (the server's choice) otherwise."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite" or not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///"):])
+    return (db.resolve().parent / "mlartifacts").as_uri()
+
+
+def finished_job_run(client: MlflowClient, experiment_id: str, config_hash: str) -> str | None:
+    """The id of a FINISHED parent run of the experiment tagged with ``config_hash``, if there is one."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash}' and "
+                              "attributes.status = 'FINISHED'", max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 def metric_key(name: str) -> str:
@@ -62,9 +100,12 @@ def prepare_store(tracking_uri: str, experiment_name: str) -> str:
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG[0] not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND_TAG)
         return experiment.experiment_id
     try:
-        return client.create_experiment(experiment_name)
+        return client.create_experiment(experiment_name, artifact_location=artifact_location(tracking_uri),
+                                        tags=dict([EXPERIMENT_KIND_TAG]))
     except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel job
         return client.get_experiment_by_name(experiment_name).experiment_id
 
@@ -125,7 +166,7 @@ class MlflowTracker:
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, *, connect_timeout: float = 5.0,
-                 spool_dir: Path | None = None) -> None:
+                 spool_dir: Path | None = None, max_job_hours: float | None = None) -> None:
         check_reachable(tracking_uri, connect_timeout)
         bound_http_retries(tracking_uri)
         self.tracking_uri = tracking_uri
@@ -135,12 +176,13 @@ class MlflowTracker:
         self.stage_id: str | None = None
         self.spool_dir = spool_dir
         self.unsent: list[tuple[str, Metric]] = []
+        self.max_job_hours = max_job_hours
 
     @contextlib.contextmanager
     def job(self, *, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
             config_yaml: str) -> Iterator[str]:
         run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={**tags, "mlflow.runName": run_name})
+                                     tags={**tags, **process_tags(self.max_job_hours), "mlflow.runName": run_name})
         self.parent_id = run.info.run_id
         try:
             self._log_params(self.parent_id, params)
@@ -148,8 +190,7 @@ class MlflowTracker:
             yield self.parent_id
         except BaseException as exc:
             self.flush()
-            self.client.set_tag(self.parent_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
-            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FAILED))
+            end_run(self.client, self.parent_id, exc)
             raise
         self.flush()
         self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -163,8 +204,8 @@ class MlflowTracker:
         try:
             yield self.stage_id
         except BaseException as exc:
-            self.client.set_tag(self.stage_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
-            self.client.set_terminated(self.stage_id, RunStatus.to_string(RunStatus.FAILED))
+            self.flush()
+            end_run(self.client, self.stage_id, exc)
             raise
         finally:
             if self.client.get_run(self.stage_id).info.status == "RUNNING":
@@ -182,7 +223,9 @@ class MlflowTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
         entries = [Metric(metric_key(k), float(v), now, step or 0) for k, v in metrics.items()]
-        self.unsent.extend((run_id, m) for run_id in self._targets() for m in entries)
+        for run_id in self._targets():
+            headline_only = run_id == self.parent_id and self.stage_id is not None
+            self.unsent.extend((run_id, m) for m in entries if not headline_only or is_headline(m.key))
         self._send_pending()
 
     def _send_pending(self) -> bool:

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from softsym.analysis.matvec import parameter_layout
 from softsym.data.jets import batch_length, move_batch, trim_padding
 from softsym.models.base import logits_from_p4
+from softsym.progress import progress_bar
 from softsym.training.metrics import task_loss
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -162,7 +162,7 @@ class HessianOperator:
     def _build_graphs(self) -> None:
         self._graphs = []
         total_loss, grad_sum, nbytes = 0.0, None, 0
-        batches = tqdm(self.batches, desc="hessian graphs", disable=not self.progress or len(self.batches) < 2,
+        batches = progress_bar(self.batches, desc="hessian graphs", disable=not self.progress or len(self.batches) < 2,
                        leave=False)
         for w, batch in zip(self.weights, batches, strict=False):
             loss, grads, saved = self._first_order(batch, create_graph=True, measure=True)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from softsym.analysis.lanczos import _ritz, lanczos_tridiagonal
 from softsym.analysis.matvec import as_matvec, matvec_count
+from softsym.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,33 @@ class SpectralDensity:
     n_matvecs: int
     seconds: float
 
+    def per_probe(self, f) -> np.ndarray:
+        """Each probe's own quadrature estimate of (1/n) tr f(H) = vᵀ f(H) v: ``[P]``, independent draws."""
+        return np.sum(self.weights * f(self.nodes), axis=1)
+
+    @staticmethod
+    def _mean_se(samples: np.ndarray) -> tuple[float, float]:
+        se = float(samples.std(ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else float("inf")
+        return float(samples.mean()), se
+
     def trace_of(self, f) -> float:
         """Estimate of tr f(H) = Σ_i f(λ_i)."""
-        return float(self.n * np.mean(np.sum(self.weights * f(self.nodes), axis=1)))
+        return self.trace_of_with_se(f)[0]
+
+    def trace_of_with_se(self, f) -> tuple[float, float]:
+        """(estimate of tr f(H), its standard error over the probes: n · std_p / √P)."""
+        mean, se = self._mean_se(self.per_probe(f))
+        return self.n * mean, self.n * se
 
     def fraction(self, predicate) -> float:
         """Estimated fraction of eigenvalues with ``predicate(λ)`` true (a quadrature of the step function:
         resolution limited to about 1/m of the spectrum per probe)."""
-        return float(np.mean(np.sum(self.weights * predicate(self.nodes), axis=1)))
+        return self.fraction_with_se(predicate)[0]
+
+    def fraction_with_se(self, predicate) -> tuple[float, float]:
+        """(estimated fraction, its standard error over the probes: std_p / √P). The error is the probes'
+        variance only; the quadrature's own bias (~1/m of the spectrum near a threshold) is not in it."""
+        return self._mean_se(self.per_probe(lambda x: predicate(x).astype(np.float64)))
 
 
 def gaussian_density(nodes: np.ndarray, weights: np.ndarray, *, grid: np.ndarray | None = None,
@@ -66,7 +85,7 @@ def spectral_density(op, *, n_probes: int = 8, n_steps: int = 64, seed: int = 0,
     _, n, _ = as_matvec(op)
     rng = torch.Generator().manual_seed(seed)
     nodes, weights = [], []
-    for p in tqdm(range(n_probes), desc="slq", disable=not progress, leave=False):
+    for p in progress_bar(range(n_probes), desc="slq", disable=not progress, leave=False):
         v0 = (torch.randint(0, 2, (n,), generator=rng, dtype=torch.int8).to(torch.float64) * 2 - 1)
         tri = lanczos_tridiagonal(op, n_steps, v0=v0, seed=seed + 7919 * (p + 1))
         theta, S = _ritz(list(tri.alphas), list(tri.betas))

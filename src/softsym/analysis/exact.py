@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from softsym.analysis.curvature import HessianOperator
 from softsym.analysis.matvec import ParamBlock, as_matvec
+from softsym.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def exact_hessian(op, *, eigenvectors: bool = True, columns_per_call: int | str 
     else:
         mv, n, device = as_matvec(op)
         C = np.empty((n, n))
-        for j in tqdm(range(n), desc="hessian columns", disable=not progress, leave=False):
+        for j in progress_bar(range(n), desc="hessian columns", disable=not progress, leave=False):
             e = torch.zeros(n, dtype=torch.float64, device=device)
             e[j] = 1.0
             C[:, j] = mv(e).cpu().numpy()
@@ -100,7 +100,7 @@ def _columns(op: HessianOperator, indices: Sequence[int], per_call: int, bar) ->
 
 def _all_columns(op: HessianOperator, per_call: int, progress: bool) -> tuple[np.ndarray, int]:
     before = op.n_matvecs
-    with tqdm(total=op.n, desc="hessian columns", disable=not progress, leave=False) as bar:
+    with progress_bar(total=op.n, desc="hessian columns", disable=not progress, leave=False) as bar:
         C = _columns(op, list(range(op.n)), per_call, bar)
     return C, op.n_matvecs - before
 
@@ -112,7 +112,7 @@ def _block_triangular(op: HessianOperator, per_call: int, progress: bool):
     C = np.zeros((n, n))
     matvecs, asym, per_column_full = 0, 0.0, None
     stats = []
-    with tqdm(total=n, desc="hessian columns", disable=not progress, leave=False) as bar:
+    with progress_bar(total=n, desc="hessian columns", disable=not progress, leave=False) as bar:
         for l, name in enumerate(order):
             sub = op if l == 0 else op.restricted(order[l:])
             # global flat indices of the sub-operator's layout (named_parameters order restricted)

@@ -1,7 +1,18 @@
 """Pseudo-Goldstone modes: the parameter directions that reproduce a symmetry's action on the inputs, and how
 much of the Hessian's near-zero eigenspace they span.
 
-**Symmetry-induced directions.** A generator G_a moves each particle's 4-vector by G_a x; through the
+**Exact directions on 4-vector inputs.** When a model reads 4-vectors (``model.inputs=p4`` or ``p4_jet``,
+``softsym.models.inputs``) and the generator acts on that input as one matrix Ĝ_a for every jet (G_a on the
+four momentum columns, 0 on the scalars: the Lorentz generators on ``p4``; the jet-axis rotation and boost,
+J_z and K_z, on ``p4_jet``), the direction is exactly δW = W·Ĝ_a, δb = 0, for *every* layer that reads the
+inputs (``model.input_layers()``; W·(I_k ⊗ Ĝ_a) for a layer reading k particles' inputs concatenated). Then
+f(θ + εv_a, x) = f(θ, x + εG_a x) to all orders for ``p4`` (the layer sees W(u + εĜ_a u)) and to first order
+whatever the model has learnt. ``method`` is ``linear`` then; ``complete`` is False when some other branch
+reads the 4-vectors (the transformer's pair features), so the action is only partly reproduced. Otherwise
+(relative features, or a generator that turns the jet frame) the least-squares fit below is used
+(``method="fit"``). ``softsym.analysis.goldstone_checks.direction_error`` measures either at the output.
+
+**Least-squares directions.** A generator G_a moves each particle's 4-vector by G_a x; through the
 feature map this moves the input of the model's first linear layer h = W u + b by a tangent t_a(u)
 (computed exactly by forward-mode AD through ``compute_features`` and whatever precedes the layer). The
 parameter direction that reproduces it is the least-squares solution of
@@ -47,6 +58,7 @@ from softsym.analysis.density import quadrature_mass
 from softsym.analysis.matvec import as_matvec, parameter_layout
 from softsym.data.jets import move_batch
 from softsym.models.base import logits_from_p4
+from softsym.physics import compute_features
 from softsym.physics.symmetries import SYMMETRIES
 
 
@@ -59,11 +71,18 @@ class SymmetryDirections:
     vectors: np.ndarray            # [A, n] flat parameter directions (layout: ``param_names``)
     generator_names: tuple[str, ...]
     param_names: tuple[str, ...]   # the flat layout the vectors live in
-    layer: str                     # module whose (W, b) the directions move
-    feature_generators: np.ndarray  # [A, F(+1), F]: fitted affine action on the layer input (rows: L_a; c_a)
-    fit_r2: np.ndarray             # [A] fraction of Σ‖t‖² explained by the affine action
+    layer: str                     # (first) module whose (W, b) the directions move
+    feature_generators: np.ndarray  # [A, F(+1), F]: (fitted) affine action on the layer input (rows: L_a; c_a)
+    fit_r2: np.ndarray             # [A] fraction of Σ‖t‖² explained by the affine action (1 for ``linear``)
     tangent_rms: np.ndarray        # [A] RMS of the layer-input tangent
     trivial: np.ndarray            # [A] bool: the layer input does not move (the features are invariant)
+    layers: tuple[str, ...] = ()   # every module the directions move
+    method: str = "fit"            # "linear" (δW = W·Ĝ_a, exact) or "fit" (least squares)
+    complete: bool = False         # "linear" and no other branch reads the 4-vectors: the action is exact
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "linear" and self.complete
 
 
 @dataclass(frozen=True)
@@ -158,18 +177,26 @@ def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str 
         batches = list(batches)
         dtype = next(model.parameters()).dtype
         device = next(model.parameters()).device
+        sym = SYMMETRIES.build(symmetry) if generators is None else None
+
+        def generators_of(batch):
+            return sym.generators(batch.p4, batch.mask) if sym is not None else generators(batch.p4, batch.mask)
+
+        names = sym.generator_names if sym is not None else None
+        if layer is None or layer in _input_layers(model):
+            action = _uniform_input_action(model, batches, generators_of, device, dtype)
+            if action is not None:
+                return _linear_directions(model, batches, action, names, param_names, device, dtype)
         layer = layer or first_linear_layer(model, batches[0])
         module = dict(model.named_modules())[layer]
         if not isinstance(module, nn.Linear):
             raise ValueError(f"layer {layer!r} is a {type(module).__name__}; symmetry directions need an nn.Linear")
         has_bias = module.bias is not None
-        sym = SYMMETRIES.build(symmetry) if generators is None else None
-        names = sym.generator_names if sym is not None else None
         XtX = XtT = sst = None
         n_rows = 0
         for batch in batches:
             batch = move_batch(batch, device, dtype)
-            gens = sym.generators(batch.p4, batch.mask) if sym is not None else generators(batch.p4, batch.mask)
+            gens = generators_of(batch)
             n_gen = gens.shape[1]
             for a in range(n_gen):
                 tan_p4 = torch.einsum("bjk,bpk->bpj", gens[:, a].to(dtype), batch.p4)
@@ -211,9 +238,81 @@ def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str 
             if has_bias and bname in blocks:
                 vectors[a, blocks[bname].slice] = (W @ Ghat[a, W.shape[1]]).cpu().numpy()
         return SymmetryDirections(vectors, tuple(names), tuple(b.name for b in layout), layer,
-                                  Ghat.cpu().numpy(), r2.cpu().numpy(), rms.cpu().numpy(), trivial)
+                                  Ghat.cpu().numpy(), r2.cpu().numpy(), rms.cpu().numpy(), trivial, (layer,))
     finally:
         model.train(was_training)
+
+
+def _input_layers(model: nn.Module) -> dict[str, int]:
+    input_map = getattr(model, "input_map", None)
+    if input_map is None or not input_map.reads_p4:
+        return {}
+    return model.input_layers()
+
+
+# Ĝ_a counts as one matrix for every jet when no jet's differs from the mean by more than this (float64,
+# relative to max(1, max|Ĝ|)); jet-frame generators differ from J_z, K_z only by the rounding of the axis.
+_UNIFORM_TOLERANCE = 1e-5
+
+
+def _uniform_input_action(model, batches, generators_of, device, dtype) -> torch.Tensor | None:
+    """Ĝ ``[A, n_in, n_in]`` (float64) if every generator acts on the model's 4-vector inputs as the same
+    matrix for every jet of ``batches`` (``ParticleInputs.input_generators``), else None."""
+    if not _input_layers(model):
+        return None
+    per_jet = []
+    for batch in batches:
+        batch = move_batch(batch, device, dtype)
+        real = batch.mask.any(-1)
+        per_jet.append(model.input_map.input_generators(generators_of(batch), batch.p4, batch.mask)[real])
+    per_jet = torch.cat(per_jet)
+    if per_jet.shape[0] == 0:
+        return None
+    mean = per_jet.mean(0)
+    spread = float((per_jet - mean).abs().max())
+    return mean if spread <= _UNIFORM_TOLERANCE * max(1.0, float(mean.abs().max())) else None
+
+
+def _linear_directions(model, batches, action: torch.Tensor, names, param_names, device, dtype
+                       ) -> SymmetryDirections:
+    """δW = W·(I_k ⊗ Ĝ_a), δb = 0 on every input layer (module docstring, exact directions)."""
+    n_gen, n_in = action.shape[0], action.shape[-1]
+    layers = _input_layers(model)
+    modules = dict(model.named_modules())
+    layout = parameter_layout(model, param_names)
+    blocks = {b.name: b for b in layout}
+    vectors = np.zeros((n_gen, sum(b.numel for b in layout)))
+    for name, k in layers.items():
+        module = modules[name]
+        if f"{name}.weight" not in blocks:
+            raise ValueError(f"{name}.weight reads the model's inputs but is not among the analysed parameters")
+        W = module.weight.detach().double()
+        if W.shape[1] != k * n_in:
+            raise ValueError(f"{name} reads {W.shape[1]} inputs, expected {k} x {n_in}")
+        for a in range(n_gen):
+            full = torch.kron(torch.eye(k, dtype=torch.float64, device=W.device), action[a].to(W.device))
+            vectors[a, blocks[f"{name}.weight"].slice] = (W @ full).reshape(-1).cpu().numpy()
+    sq_u = sq_t = 0.0
+    n_rows = 0
+    for batch in batches:
+        batch = move_batch(batch, device, dtype)
+        u = model.input_map(compute_features(batch.p4, batch.mask, batch.scalars), batch.p4, batch.mask)
+        u = u[batch.mask].double()
+        sq_u += float((u * u).sum())
+        sq_t += (torch.einsum("aij,nj->ani", action.to(u.device), u) ** 2).sum((1, 2)).cpu().numpy()
+        n_rows += u.shape[0]
+    rms = np.sqrt(np.asarray(sq_t, dtype=np.float64) / max(n_rows, 1) / n_in) * np.ones(n_gen)
+    u_scale = np.sqrt(sq_u / max(n_rows, 1) / n_in)
+    first = next(iter(layers))
+    bias = modules[first].bias is not None
+    feature_generators = action.transpose(-1, -2).cpu().numpy()  # rows L_a = Ĝ_aᵀ (t = L_aᵀ u)
+    if bias:
+        feature_generators = np.concatenate([feature_generators, np.zeros((n_gen, 1, n_in))], axis=1)
+    if names is None or len(names) != n_gen:
+        names = tuple(f"G_{a}" for a in range(n_gen))
+    return SymmetryDirections(vectors, tuple(names), tuple(b.name for b in layout), first, feature_generators,
+                              np.ones(n_gen), rms, rms / max(u_scale, 1e-300) < 1e-7, tuple(layers), "linear",
+                              not getattr(model, "reads_p4_elsewhere", False))
 
 
 def _orthonormal_basis(V: np.ndarray, rtol: float = 1e-8) -> np.ndarray:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
-from tqdm.auto import tqdm
 
 from softsym.analysis.matvec import as_matvec, matvec_count
+from softsym.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def lanczos(op, *, k: int = 20, k_bottom: int = 0, tol: float = 1e-4, atol: floa
     noise = _rounding_level(op)
 
     theta = S = residuals = bounds = None
-    bar = tqdm(total=max_iter, desc="lanczos", disable=not progress, leave=False)
+    bar = progress_bar(total=max_iter, desc="lanczos", disable=not progress, leave=False)
     while True:
         beta = kry.step()
         bar.update(1)

@@ -9,8 +9,18 @@ and ε, z from the config (``complexity.hessian.near_zero_eps``, ``complexity.he
 - ``hessian_neg_frac``: fraction with λ < −ε·λ_max (significantly negative: the three fractions
   near-zero / negative / positive partition the spectrum, and rounding noise around 0 is not "negative");
 - ``hessian_eff_dim``: Σ_{λ_i > 0} λ_i / (λ_i + z) (MacKay; Maddox et al.).
+- ``hessian_near_zero_frac_abs``, ``hessian_neg_frac_abs``: the same against the absolute threshold
+  τ = ``complexity.hessian.near_zero_abs`` (|λ| < τ; λ < −τ), which does not move with λ_max (the relative one
+  doubles when λ_max does, e.g. between penalty strengths). The absolute count ``hessian_n_near_zero_abs`` is
+  the Goldstone analysis' (``goldstone_curvature.py``, threshold ``complexity.goldstone.abs_threshold``).
 For ``method=lanczos`` the fractions and the effective dimension come from the SLQ density (quadrature of a
 step function: resolution ~1/(probes·steps) of the spectrum), the extremes from Lanczos.
+
+Every stochastic estimate carries ``<name>_se``, its standard error over the random probes: the trace's from
+its estimator (``trace.py``); a density-derived quantity's from the spread of the probes' own quadrature
+estimates (each probe v gives vᵀ f(H) v; the reported value is their mean, so se = std_p/√P). Conditional on
+λ_max (the relative threshold); zero for ``method=exact``. ``hessian_top_eig_err`` / ``hessian_bottom_eig_err``:
+Lanczos' error bounds on the extremes (0 for exact).
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ class HessianOptions:
     slq_steps: int = 64
     density: bool = True               # compute the density (for the plot) in both modes
     near_zero_eps: float = 1e-3        # near zero: |λ| < near_zero_eps · λ_max
+    near_zero_abs: float = 1e-4        # absolute variant: |λ| < near_zero_abs
     eff_dim_z: float = 1.0             # effective dimension Σ_{λ>0} λ / (λ + z)
     seed: int = 0                      # seeds every random draw
     progress: bool = False
@@ -83,37 +94,46 @@ class HessianAnalysis:
         return max(vals)
 
 
-def spectrum_metrics(eigenvalues: np.ndarray, *, near_zero_eps: float = 1e-3, eff_dim_z: float = 1.0,
-                     trace: TraceEstimate | None = None) -> dict[str, float]:
-    """The spectrum metrics (module docstring) from a full set of eigenvalues."""
+def _threshold_metrics(fraction, n: int, thr: float, suffix: str) -> dict[str, float]:
+    """Near-zero and negative fractions and count at threshold ``thr``, each with its s.e.
+    (``fraction(predicate) -> (value, se)``)."""
+    near, near_se = fraction(lambda x: np.abs(x) < thr)
+    neg, neg_se = fraction(lambda x: x < -thr)
+    out = {f"hessian_near_zero_frac{suffix}": near, f"hessian_near_zero_frac{suffix}_se": near_se,
+           f"hessian_neg_frac{suffix}": neg, f"hessian_neg_frac{suffix}_se": neg_se}
+    if not suffix:  # the absolute count is the Goldstone analysis' (hessian_n_near_zero_abs, goldstone_curvature.py)
+        out.update({"hessian_n_near_zero": near * n, "hessian_n_near_zero_se": near_se * n})
+    return out
+
+
+def spectrum_metrics(eigenvalues: np.ndarray, *, near_zero_eps: float = 1e-3, near_zero_abs: float = 1e-4,
+                     eff_dim_z: float = 1.0, trace: TraceEstimate | None = None) -> dict[str, float]:
+    """The spectrum metrics (module docstring) from a full set of eigenvalues (errors 0: nothing random)."""
     lam = np.asarray(eigenvalues, dtype=np.float64)
     lmax = float(np.abs(lam).max())
-    thr = near_zero_eps * lmax
     trace = trace or exact_trace(lam)
     pos = lam[lam > 0]
-    return {
-        "hessian_top_eig": float(lam.max()),
-        "hessian_bottom_eig": float(lam.min()),
-        "hessian_trace": trace.value,
-        "hessian_trace_se": trace.std_error,
-        "hessian_near_zero_frac": float(np.mean(np.abs(lam) < thr)),
-        "hessian_n_near_zero": float(np.sum(np.abs(lam) < thr)),
-        "hessian_neg_frac": float(np.mean(lam < -thr)),
-        "hessian_eff_dim": float(np.sum(pos / (pos + eff_dim_z))),
-    }
+
+    def fraction(predicate):
+        return float(np.mean(predicate(lam))), 0.0
+
+    out = {"hessian_top_eig": float(lam.max()), "hessian_top_eig_err": 0.0,
+           "hessian_bottom_eig": float(lam.min()), "hessian_bottom_eig_err": 0.0,
+           "hessian_trace": trace.value, "hessian_trace_se": trace.std_error,
+           "hessian_eff_dim": float(np.sum(pos / (pos + eff_dim_z))), "hessian_eff_dim_se": 0.0}
+    out.update(_threshold_metrics(fraction, len(lam), near_zero_eps * lmax, ""))
+    out.update(_threshold_metrics(fraction, len(lam), near_zero_abs, "_abs"))
+    return out
 
 
 def density_metrics(density: SpectralDensity, lambda_max: float, *, near_zero_eps: float = 1e-3,
-                    eff_dim_z: float = 1.0) -> dict[str, float]:
-    """Fractions and effective dimension estimated from an SLQ density."""
-    thr = near_zero_eps * lambda_max
-    near = density.fraction(lambda x: np.abs(x) < thr)
-    return {
-        "hessian_near_zero_frac": near,
-        "hessian_n_near_zero": near * density.n,
-        "hessian_neg_frac": density.fraction(lambda x: x < -thr),
-        "hessian_eff_dim": density.trace_of(lambda x: np.where(x > 0, x / (np.abs(x) + eff_dim_z), 0.0)),
-    }
+                    near_zero_abs: float = 1e-4, eff_dim_z: float = 1.0) -> dict[str, float]:
+    """Fractions, counts and effective dimension estimated from an SLQ density, each with its probe s.e."""
+    eff, eff_se = density.trace_of_with_se(lambda x: np.where(x > 0, x / (np.abs(x) + eff_dim_z), 0.0))
+    out = {"hessian_eff_dim": eff, "hessian_eff_dim_se": eff_se}
+    out.update(_threshold_metrics(density.fraction_with_se, density.n, near_zero_eps * lambda_max, ""))
+    out.update(_threshold_metrics(density.fraction_with_se, density.n, near_zero_abs, "_abs"))
+    return out
 
 
 def _pairs_from_exact(ex: ExactHessian, k: int, top: bool) -> EigenPairs:
@@ -137,8 +157,8 @@ def analyze_hessian(op: HessianOperator, *, options: HessianOptions | None = Non
     if chosen == "exact":
         ex = exact_hessian(op, eigenvectors=True, progress=o.progress)
         trace = exact_trace(ex.eigenvalues)
-        metrics = spectrum_metrics(ex.eigenvalues, near_zero_eps=o.near_zero_eps, eff_dim_z=o.eff_dim_z,
-                                   trace=trace)
+        metrics = spectrum_metrics(ex.eigenvalues, near_zero_eps=o.near_zero_eps, near_zero_abs=o.near_zero_abs,
+                                   eff_dim_z=o.eff_dim_z, trace=trace)
         top = _pairs_from_exact(ex, o.k, top=True)
         bottom = _pairs_from_exact(ex, o.k_bottom, top=False) if o.k_bottom > 0 else None
         if o.density:
@@ -151,14 +171,16 @@ def analyze_hessian(op: HessianOperator, *, options: HessianOptions | None = Non
         top, bottom = result_l.top, result_l.bottom
         trace = estimate_trace(op, method=o.trace_method, n_matvecs=o.trace_matvecs, seed=o.seed + 1)
         lmax = max(abs(float(top.values[0])), abs(float(bottom.values[0])) if bottom is not None else 0.0)
-        metrics = {"hessian_top_eig": float(top.values[0]), "hessian_trace": trace.value,
-                   "hessian_trace_se": trace.std_error}
+        metrics = {"hessian_top_eig": float(top.values[0]), "hessian_top_eig_err": float(top.error_bounds[0]),
+                   "hessian_trace": trace.value, "hessian_trace_se": trace.std_error}
         if bottom is not None:
             metrics["hessian_bottom_eig"] = float(bottom.values[0])
+            metrics["hessian_bottom_eig_err"] = float(bottom.error_bounds[0])
         if o.density:
             dens = spectral_density(op, n_probes=o.slq_probes, n_steps=o.slq_steps, seed=o.seed + 2,
                                     progress=o.progress)
-            metrics.update(density_metrics(dens, lmax, near_zero_eps=o.near_zero_eps, eff_dim_z=o.eff_dim_z))
+            metrics.update(density_metrics(dens, lmax, near_zero_eps=o.near_zero_eps, near_zero_abs=o.near_zero_abs,
+                                           eff_dim_z=o.eff_dim_z))
         metrics["hessian_lanczos_converged"] = float(result_l.converged)
         parts = [top.values] + ([bottom.values] if bottom is not None else [])
         eigenvalues = np.unique(np.concatenate(parts))

@@ -3,13 +3,16 @@
 ``JetArrays`` holds padded numpy arrays (the data contract of docs/architecture.md): 4-vectors ``p4 [N, P, 4]``
 (E, px, py, pz, float32), ``mask [N, P]`` (bool, real particles first, sorted by pT), integer class
 indices ``labels [N]`` and symmetry-neutral per-particle ``scalars [N, P, S]`` (charge, PID flags).
+``observers`` holds per-jet values read from the files only to be written beside the predictions (``jet_pt``,
+``jet_sdmass``, ``data.observers``); models never see them.
 Model features are computed from ``p4`` (``softsym.physics.compute_features``) when a batch is made,
 so that a transformed jet always yields consistent features.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import numpy as np
 import torch
@@ -23,9 +26,13 @@ class JetArrays:
     scalars: np.ndarray
     class_names: tuple[str, ...]
     scalar_names: tuple[str, ...] = ()
+    observers: Mapping[str, np.ndarray] = field(default_factory=dict)  # name -> [N] per-jet values
 
     def __post_init__(self) -> None:
         n, p = self.mask.shape
+        for name, values in self.observers.items():
+            if np.shape(values) != (n,):
+                raise ValueError(f"observer {name} has shape {np.shape(values)}, expected {(n,)}")
         if self.p4.shape != (n, p, 4):
             raise ValueError(f"p4 has shape {self.p4.shape}, expected {(n, p, 4)} to match mask {self.mask.shape}")
         if self.labels.shape != (n,):
@@ -46,7 +53,7 @@ class JetArrays:
 
     def subset(self, index: np.ndarray) -> JetArrays:
         return JetArrays(self.p4[index], self.mask[index], self.labels[index], self.scalars[index],
-                         self.class_names, self.scalar_names)
+                         self.class_names, self.scalar_names, {k: v[index] for k, v in self.observers.items()})
 
     def to_batch(self, device: torch.device | str = "cpu") -> JetBatch:
         return JetBatch(
@@ -61,10 +68,11 @@ class JetArrays:
         if not parts:
             raise ValueError("cannot concatenate an empty list of JetArrays")
         first = parts[0]
+        shared = [k for k in first.observers if all(k in p.observers for p in parts)]
         return JetArrays(
             np.concatenate([p.p4 for p in parts]), np.concatenate([p.mask for p in parts]),
             np.concatenate([p.labels for p in parts]), np.concatenate([p.scalars for p in parts]),
-            first.class_names, first.scalar_names,
+            first.class_names, first.scalar_names, {k: np.concatenate([p.observers[k] for p in parts]) for k in shared},
         )
 
 

@@ -25,6 +25,7 @@ class Chunk:
     p4: list[np.ndarray]         # flat E, px, py, pz
     scalars: list[np.ndarray]    # flat scalar columns
     n_empty: int                 # used jets dropped for having no constituents
+    n_unphysical: int = 0        # unphysical particles of the used jets (removed when dropped)
 
 
 def _segment_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -37,8 +38,10 @@ def _pt_order(pt2: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
     """Permutation of the flat particles that sorts each jet by pT descending; None when already sorted.
 
     Only the jets found out of order are sorted, with one argsort on a (jet, -pT) integer key: the bit
-    pattern of a non-negative float32 orders like its value, so the key needs no float comparisons.
+    pattern of a non-negative float32 orders like its value, so the key needs no float comparisons. pT² of
+    another dtype is converted to float32 first (the padded arrays' type, so the order is theirs).
     """
+    pt2 = np.ascontiguousarray(pt2, dtype=np.float32)
     rising = pt2[1:] > pt2[:-1]
     rising[offsets[1:-1] - 1] = False  # a jet's first particle may be harder than the last of the one before
     if not rising.any():
@@ -77,7 +80,7 @@ def clear_slots(out: np.ndarray, slots: np.ndarray) -> None:
 def pad_chunk(chunk: Chunk, p4_out: np.ndarray, mask_out: np.ndarray, scalars_out: np.ndarray) -> int:
     """Write the kept rows of ``chunk`` into ``p4_out [m, P, 4]``, ``mask_out``, ``scalars_out [m, P, S]``.
 
-    Constituents end up sorted by pT, truncated to P; ``mask_out`` is overwritten. Only the slots of real
+    Constituents end up sorted by pT (of their float32 values), truncated to P; ``mask_out`` is overwritten. Only the slots of real
     constituents are written in ``p4_out`` and ``scalars_out``: the others must hold zeros already. Returns
     the number of jets that had more than P constituents.
     """

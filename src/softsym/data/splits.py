@@ -10,12 +10,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from softsym.data.checks import DEFAULT_TOLERANCE
 from softsym.data.jets import JetArrays
 from softsym.data.loaders import InMemoryLoader, JetLoader
 from softsym.data.reader import ReadSummary, read_jets
-from softsym.data.stratify import split_indices
+from softsym.data.stratify import split_indices, stratified_subsample
 from softsym.data.stream_plan import StreamPlan
 from softsym.data.streaming import StreamingJetLoader
+
+# Random streams of the seeded, stratified subsamples (beside the split's own permutation).
+TRAIN_LIMIT_STREAM = 1  # data.max_train_jets
+SAMPLE_STREAM = 2       # arrays(split, max_jets): a fixed evaluation sample
 
 
 @runtime_checkable
@@ -34,7 +39,7 @@ class JetSplits(Protocol):
         ...
 
     def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
-        """One split (its first ``max_jets`` jets if given) in memory."""
+        """One split in memory (``max_jets`` of its jets if given)."""
         ...
 
     def metrics(self) -> dict[str, float]:
@@ -48,6 +53,7 @@ class DatasetSplits:
     val: JetArrays
     test: JetArrays
     summary: ReadSummary
+    n_train_available: int | None = None  # train jets before data.max_train_jets (None: no limit)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -64,11 +70,14 @@ class DatasetSplits:
                               rank=rank, world_size=world_size)
 
     def arrays(self, split: str, max_jets: int | None = None) -> JetArrays:
-        """One split in memory (its first ``max_jets`` jets if given)."""
+        """One split in memory; with ``max_jets``, a seeded sample of it in the class proportions (the same
+        jets in every call; files are read class by class, so the first jets would be one class)."""
         if split not in ("train", "val", "test"):
             raise ValueError(f"unknown split {split!r}; expected train, val or test")
         arrays = getattr(self, split)
-        return arrays if max_jets is None or max_jets >= len(arrays) else arrays.subset(slice(0, max_jets))
+        if max_jets is None or max_jets >= len(arrays):
+            return arrays
+        return arrays.subset(stratified_subsample(arrays.labels, max_jets, seed=0, stream=SAMPLE_STREAM))
 
     def metrics(self) -> dict[str, float]:
         """The data metrics (jets per split, signal fractions, mean particles, dropped jets), plus the signal
@@ -81,19 +90,36 @@ class DatasetSplits:
         out.update({f"data_signal_frac_{name}": float((p.labels != 0).mean()) for name, p in parts.items()})
         out["data_mean_particles"] = float(np.mean([p.mask.sum(1).mean() for p in parts.values()]))
         out["data_dropped_jets"] = float(self.summary.n_dropped_empty)
+        out.update(self.summary.check_metrics())  # truncated jets, unphysical particles
+        if self.n_train_available is not None:
+            out["data_n_train_available"] = float(self.n_train_available)
         return out
 
 
 def load_splits(paths: Sequence[str], *, tree: str = "tree", branches: Mapping[str, str] | None = None,
                 classes: Sequence[str] = ("QCD", "Tbqq"), max_particles: int = 128,
                 max_jets_per_class: int | None = None, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                seed: int = 0, progress: bool = False) -> DatasetSplits:
-    """Read every selected jet into memory and split it deterministically by ``seed``, stratified by class."""
+                seed: int = 0, max_train_jets: int | None = None, progress: bool = False,
+                observers: Sequence[str] = (), unphysical: str = "error",
+                unphysical_tolerance: float = DEFAULT_TOLERANCE) -> DatasetSplits:
+    """Read every selected jet into memory and split it deterministically by ``seed``, stratified by class.
+
+    ``max_train_jets`` keeps a seeded, stratified subsample of the training split only (nested across sizes);
+    validation and test are the same jets whatever the limit, so runs of different training sizes share them.
+    ``observers``: per-jet columns carried beside the jets (``softsym.data.observers``). ``unphysical``,
+    ``unphysical_tolerance``: what to do with unphysical particles (``softsym.data.checks``).
+    """
     arrays, summary = read_jets(list(paths), tree=tree, branches=dict(branches) if branches else None,
                                 classes=tuple(classes), max_particles=max_particles,
-                                max_jets_per_class=max_jets_per_class, progress=progress)
+                                max_jets_per_class=max_jets_per_class, progress=progress, observers=observers,
+                                unphysical=unphysical, unphysical_tolerance=unphysical_tolerance)
     train, val, test = split_indices(arrays.labels, fractions=tuple(fractions), seed=seed)
-    return DatasetSplits(arrays.subset(train), arrays.subset(val), arrays.subset(test), summary)
+    n_available = None
+    if max_train_jets is not None:
+        n_available = len(train)
+        train = train[stratified_subsample(arrays.labels[train], max_train_jets, seed=seed,
+                                           stream=TRAIN_LIMIT_STREAM)]
+    return DatasetSplits(arrays.subset(train), arrays.subset(val), arrays.subset(test), summary, n_available)
 
 
 @dataclass(frozen=True)
@@ -139,4 +165,5 @@ class StreamingSplits:
         for split, c in counts.items():
             out[f"data_signal_frac_{split}"] = (sum(c.values()) - c[background]) / max(sum(c.values()), 1)
         out["data_streamed"] = 1.0
+        out.update(self.plan.check_metrics())  # truncated jets, unphysical particles, dropped jets
         return out

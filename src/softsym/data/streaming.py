@@ -206,7 +206,7 @@ class JetStream(IterableDataset):
                 if index not in sources:
                     sources[index] = open_source(stream_file.plan.path, self.plan.tree)
                 chunk = read_chunk(sources[index], stream_file.plan, self.plan.classes, self.plan.scalar_names,
-                                   start, stop, keep=self._keep(stream_file))
+                                   start, stop, keep=self._keep(stream_file), check=self.plan.check)
                 remaining[index] -= 1
                 if not remaining[index]:  # this worker needs the file no more: close it now
                     sources.pop(index).close()

@@ -9,9 +9,11 @@ from softsym.distill.kd import (
     decision_agreement,
     distill,
     fidelity,
+    fidelity_metrics,
     kd_loss,
     kd_objective,
     kl_divergence,
+    matched_epochs,
     steps_to_fraction,
     two_class_logits,
     working_point_decisions,
@@ -20,6 +22,7 @@ from softsym.distill.plots import plot_fidelity_curves
 
 __all__ = [
     "DistillResult", "Fidelity", "KDConfig", "build_student", "collect_logits", "decision_agreement",
-    "distill", "fidelity", "kd_loss", "kd_objective", "kl_divergence", "plot_fidelity_curves",
+    "distill", "fidelity", "fidelity_metrics", "kd_loss", "kd_objective", "kl_divergence", "matched_epochs",
+    "plot_fidelity_curves",
     "steps_to_fraction", "two_class_logits", "working_point_decisions",
 ]

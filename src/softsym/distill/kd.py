@@ -149,6 +149,23 @@ def fidelity(teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels:
     )
 
 
+def fidelity_metrics(teacher: nn.Module, student: nn.Module, batches: Iterable[JetBatch],
+                     prefix: str) -> tuple[dict[str, float], float]:
+    """(``<prefix>{auc,agreement,kl}`` of ``student`` against ``teacher`` on ``batches``, an evaluation set;
+    the teacher's own AUC there, so that teachers can be compared at matched AUC)."""
+    teacher_logits, labels = collect_logits(teacher, batches)
+    student_logits, _ = collect_logits(student, batches)
+    f = fidelity(teacher_logits, student_logits, labels)
+    teacher_auc = binary_metrics((labels != 0).astype(int), signal_score(teacher_logits).double().numpy())["auc"]
+    return {f"{prefix}auc": f.auc, f"{prefix}agreement": f.agreement, f"{prefix}kl": f.kl}, teacher_auc
+
+
+def matched_epochs(epochs: int, n_full: int, n_transfer: int) -> int:
+    """Epochs over a transfer set of ``n_transfer`` jets that make as many optimiser steps as ``epochs`` over
+    ``n_full`` jets, so students of different transfer-set sizes differ only by their data."""
+    return max(epochs, round(epochs * n_full / max(n_transfer, 1)))
+
+
 def steps_to_fraction(curve: Sequence[tuple[int, float]], final: float, fraction: float = 0.95) -> int:
     """First recorded step whose value reaches ``fraction``·``final``; the last recorded step if none does."""
     return next((step for step, value in curve if value >= fraction * final), curve[-1][0])

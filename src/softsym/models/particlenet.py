@@ -8,6 +8,12 @@ One deliberate change from the paper: LayerNorm where the paper has BatchNorm. B
 update is an in-place write that ``torch.func.jvp`` (the infinitesimal penalty) refuses in training mode, and
 with LayerNorm a jet's logits never depend on the other jets in its batch, which the penalties, the Hessian
 analysis and the robustness scans take for granted.
+
+Relative features only (no ``model.inputs`` option): the features reach the network through three branches,
+the first EdgeConv's edge network on (x_i, x_j − x_i), the first block's shortcut and the (Δη, Δφ) kNN
+coordinates, and the graph is discrete, so no parameter direction reproduces a symmetry's action. Its
+pseudo-Goldstone analysis is approximate: the least-squares directions of the first linear layer, with the
+mismatch measured and reported (``goldstone_direction_error``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from softsym.models.base import MODELS, JetModel, masked_sum
+from softsym.models.inputs import DEFAULT_P4_SCALE, ParticleInputs
 
 
 def mlp_layers(sizes: list[int], *, final_activation: bool) -> nn.Sequential:
@@ -20,13 +21,20 @@ def mlp_layers(sizes: list[int], *, final_activation: bool) -> nn.Sequential:
 
 @MODELS.register("pfn")
 class PFN(JetModel):
-    """Per-particle network Φ, a masked sum over particles (permutation invariant), a head F."""
+    """Per-particle network Φ, a masked sum over particles (permutation invariant), a head F.
+
+    ``inputs``/``p4_scale``: what Φ reads per particle (``softsym.models.inputs``)."""
 
     def __init__(self, n_features: int, n_classes: int, *, phi_sizes: list[int] = (64, 64),
-                 latent_dim: int = 32, head_sizes: list[int] = (64,)) -> None:
+                 latent_dim: int = 32, head_sizes: list[int] = (64,), inputs: str = "features",
+                 p4_scale: float = DEFAULT_P4_SCALE) -> None:
         super().__init__(n_features, n_classes)
-        self.phi = mlp_layers([n_features, *phi_sizes, latent_dim], final_activation=True)
+        self.input_map = ParticleInputs(inputs, n_features, p4_scale)
+        self.phi = mlp_layers([self.input_map.n_inputs, *phi_sizes, latent_dim], final_activation=True)
         self.head = mlp_layers([latent_dim, *head_sizes, self.n_outputs], final_activation=False)
 
+    def input_layers(self) -> dict[str, int]:
+        return {"phi.0": 1}
+
     def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.head(masked_sum(self.phi(features), mask))
+        return self.head(masked_sum(self.phi(self.input_map(features, p4, mask)), mask))

@@ -19,6 +19,7 @@ from torch import nn
 
 from softsym.models.base import MODELS, JetModel
 from softsym.models.graph import real_pairs, to_padded
+from softsym.models.inputs import DEFAULT_P4_SCALE, ParticleInputs
 from softsym.models.lorentz_invariant import minkowski_products
 from softsym.models.pfn import mlp_layers
 from softsym.physics.features import pt_eta_phi, wrap_phi
@@ -109,15 +110,20 @@ class ParticleTransformer(JetModel):
     ``embed_sizes``: hidden widths of the per-particle embedding MLP into ``embed_dim``; ``n_blocks``
     particle self-attention blocks with ``n_heads`` heads and FFN width ``ffn_dim``; ``pair_embed_sizes``:
     hidden widths of the MLP from the 4 pairwise features to one bias per head (``use_pair_features=False``
-    drops the biases); ``n_class_blocks`` class-attention blocks; ``dropout`` in the FFNs.
+    drops the biases); ``n_class_blocks`` class-attention blocks; ``dropout`` in the FFNs; ``inputs``/``p4_scale``:
+    what the particle embedding reads (``softsym.models.inputs``). The pair features are non-linear functions of
+    the 4-vectors whatever ``inputs`` is, so with them no parameter direction reproduces a symmetry exactly.
     """
 
     def __init__(self, n_features: int, n_classes: int, *, embed_dim: int = 128, n_heads: int = 8,
                  n_blocks: int = 8, n_class_blocks: int = 2, ffn_dim: int = 512,
                  embed_sizes: list[int] = (128, 512), pair_embed_sizes: list[int] = (64, 64, 64),
-                 use_pair_features: bool = True, dropout: float = 0.1) -> None:
+                 use_pair_features: bool = True, dropout: float = 0.1, inputs: str = "features",
+                 p4_scale: float = DEFAULT_P4_SCALE) -> None:
         super().__init__(n_features, n_classes)
-        self.embed = mlp_layers([n_features, *embed_sizes, embed_dim], final_activation=False)
+        self.input_map = ParticleInputs(inputs, n_features, p4_scale)
+        self.reads_p4_elsewhere = use_pair_features
+        self.embed = mlp_layers([self.input_map.n_inputs, *embed_sizes, embed_dim], final_activation=False)
         self.pair_embed = (mlp_layers([len(PAIR_FEATURES), *pair_embed_sizes, n_heads], final_activation=False)
                            if use_pair_features else None)
         self.blocks = nn.ModuleList(AttentionBlock(embed_dim, n_heads, ffn_dim, dropout) for _ in range(n_blocks))
@@ -127,8 +133,11 @@ class ParticleTransformer(JetModel):
                                           for _ in range(n_class_blocks))
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, self.n_outputs))
 
+    def input_layers(self) -> dict[str, int]:
+        return {"embed.0": 1}
+
     def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.embed(torch.where(mask.unsqueeze(-1), features, 0.0))
+        x = self.embed(torch.where(mask.unsqueeze(-1), self.input_map(features, p4, mask), 0.0))
         bias = None
         if self.pair_embed is not None:  # real pairs only: few of all P² when padding is generous
             pair_bias = self.pair_embed(pair_features(p4, mask))

@@ -48,8 +48,9 @@ def relu_layers(sequence: nn.Sequential) -> Layers | None:
 
 
 def supports_deep_sets_penalty(model: nn.Module) -> bool:
-    """Whether ``deep_sets_penalty`` applies: a single-output PFN built of Linear and ReLU layers only."""
-    return (isinstance(model, PFN) and model.n_outputs == 1
+    """Whether ``deep_sets_penalty`` applies: a single-output PFN on relative features built of Linear and
+    ReLU layers only."""
+    return (isinstance(model, PFN) and model.n_outputs == 1 and not model.input_map.reads_p4
             and relu_layers(model.phi) is not None and relu_layers(model.head) is not None)
 
 

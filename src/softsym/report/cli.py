@@ -19,7 +19,9 @@ from softsym.report import plots
 from softsym.report.claims import CLAIMS_CSV_COLUMNS, claims_table, with_group_columns
 from softsym.report.collect import download_npz, parent_runs
 from softsym.report.correlations import CORRELATIONS_CSV_COLUMNS, correlation_table
+from softsym.report.learning_curves import plot_learning_curves
 from softsym.report.options import ReportOptions, load_options
+from softsym.report.prediction_checks import prediction_section
 from softsym.report.summary import (
     background_warnings,
     claims_section,
@@ -28,7 +30,6 @@ from softsym.report.summary import (
     results_table,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 RUN_ARRAYS = ("test_scores", "hessian_spectrum", "distill_curve")
 
 
@@ -66,6 +67,9 @@ def draw_figures(finished: pd.DataFrame, arrays, correlations: pd.DataFrame, opt
                                                 xlabel=plots.ROBUSTNESS_AXES.get(name, f"{name} strength"),
                                                 ylabel="test AUC", title=f"robustness: {name}",
                                                 path=out_dir / f"robust_{name}.png"))
+    learning_curve = plot_learning_curves(finished, out_dir / "learning_curve.png")
+    if learning_curve is not None:
+        figures.append(learning_curve)
     for complexity in options.correlation_primary:
         figure = plots.plot_correlations(finished, correlations, complexity, out_dir / f"correlation_{complexity}.png")
         if figure is not None:
@@ -116,15 +120,28 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, options: 
         listing = failed[["run_name", "run_id", "status", "error"]].assign(
             error=[str(e).replace("|", "/").replace("\n", " ")[:200] for e in failed["error"]])
         lines += [markdown_table(listing), ""]
+    prediction_lines, prediction_figures = prediction_section(client, finished, out_dir, markdown_table) \
+        if not finished.empty else ([], [])
+    lines += prediction_lines
+    figures += prediction_figures
     lines += ["## Plots", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
 
     return write_text_atomic(out_dir / "summary.md", "\n".join(lines))
 
 
+def report_experiment(experiment: str) -> str:
+    """The MLflow experiment of a study's report runs: apart, so that the study's runs table lists jobs only."""
+    return f"{experiment}-report"
+
+
 def log_report(client: MlflowClient, experiment: str, out_dir: Path) -> str:
-    """A ``report`` run holding the report folder (summary.md, claims.csv, correlations.csv, plots)."""
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    run = client.create_run(experiment_id, run_name="report", tags={"stage": "report"})
+    """A ``report`` run holding the report folder (summary.md, claims.csv, correlations.csv, plots), in the
+    experiment ``<experiment>-report``."""
+    from softsym.tracking import prepare_store
+
+    experiment_id = prepare_store(client.tracking_uri, report_experiment(experiment))
+    run = client.create_run(experiment_id, run_name=f"report-{experiment}",
+                            tags={"stage": "report", "report_of": experiment})
     client.log_artifacts(run.info.run_id, str(out_dir), "report")
     client.set_terminated(run.info.run_id)
     return run.info.run_id
@@ -133,8 +150,10 @@ def log_report(client: MlflowClient, experiment: str, out_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="softsym-report", description=__doc__)
     parser.add_argument("--experiment", required=True, help="MLflow experiment name (mlflow.experiment_name)")
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT}/mlflow.db")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default reports/<experiment>)")
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{Path.cwd()}/mlflow.db",
+                        help="MLflow store (default: mlflow.db in the working directory, as softsym's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default reports/<experiment> in the working directory)")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
     parser.add_argument("--config", type=Path, default=None,
                         help="report options (default configs/report/default.yaml)")
@@ -148,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         options = load_options(args.config, args.overrides)
         check_reachable(args.tracking_uri, 5.0)
         client = MlflowClient(args.tracking_uri)
-        out_dir = args.out or PROJECT_ROOT / "reports" / args.experiment
+        out_dir = args.out or Path.cwd() / "reports" / args.experiment
         summary = write_report(client, args.experiment, out_dir, options)
         if not args.no_log:
             log_report(client, args.experiment, out_dir)

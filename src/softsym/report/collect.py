@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from softsym.run_status import reported_status
+
 # Parameters of the job's resolved config shown in plot legends (the dataset's pT window).
 DATASET_PARAMS = ("data.pt_min", "data.pt_max")
 
@@ -20,18 +22,23 @@ def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
         known = [e.name for e in client.search_experiments()]
         raise ValueError(f"MLflow experiment {experiment_name!r} not found in {client.tracking_uri}; found {known}")
     rows = []
+    stage_metrics: dict[str, dict[str, float]] = {}  # parent run id -> its stage runs' metrics
     page = None
     while True:
         runs = client.search_runs([experiment.experiment_id], max_results=1000, page_token=page)
         for run in runs:
             tags = run.data.tags
-            if "mlflow.parentRunId" in tags or tags.get("stage") == "report":
+            if "mlflow.parentRunId" in tags:
+                stage_metrics.setdefault(tags["mlflow.parentRunId"], {}).update(run.data.metrics)
                 continue
+            if tags.get("stage") == "report":
+                continue
+            status, error = reported_status(run)  # a stale RUNNING run (killed by SIGKILL) is FAILED
             rows.append({
-                "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+                "run_id": run.info.run_id, "run_name": run.info.run_name, "status": status,
                 "model": tags.get("model", "?"), "penalty": tags.get("penalty", "?"),
                 "lambda": tags.get("lambda", "0"), "form": tags.get("form", ""), "seed": tags.get("seed", "?"),
-                "data": tags.get("data", ""), "error": tags.get("error", ""), "start_time": run.info.start_time,
+                "data": tags.get("data", ""), "error": error, "start_time": run.info.start_time,
                 "end_time": run.info.end_time,
                 **{k: run.data.params[k] for k in DATASET_PARAMS if k in run.data.params},
                 **run.data.metrics,
@@ -39,6 +46,9 @@ def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
         page = runs.token
         if not page:
             break
+    # The parent run holds only the headline metrics (softsym.tracking.HEADLINE_METRICS); the rest are on its
+    # stage runs.
+    rows = [{**stage_metrics.get(row["run_id"], {}), **row} for row in rows]
     return pd.DataFrame(rows)
 
 

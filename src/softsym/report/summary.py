@@ -104,8 +104,10 @@ def background_warnings(runs: pd.DataFrame, options: ReportOptions) -> list[str]
         for key, group in low.groupby(list(GROUP_KEYS)):
             total = int(sizes[key])
             metric = column[: -len("_n_bkg")]
+            low_n, high_n = int(group[column].min()), int(group[column].max())
+            count = f"{low_n}" if low_n == high_n else f"{low_n}–{high_n}"
             lines.append(f"- `{metric}` of {'/'.join(map(str, key[:2]))} λ={key[2]:g} rests on "
-                         f"{int(group[column].min())}–{int(group[column].max())} background jets passing the cut "
+                         f"{count} background jets passing the cut "
                          f"(< {options.min_background_jets}) in {len(group)} of {total} runs; its binomial error "
                          f"is `{metric}_se`.")
     return lines
@@ -117,9 +119,8 @@ def correlations_section(correlations: pd.DataFrame) -> list[str]:
              "complexity measure and an outcome, with a 95% percentile bootstrap interval over runs.", ""]
     if correlations.empty:
         return lines + ["Not enough runs with both a complexity measure and an outcome (≥ 3 per model).", ""]
-    shown = correlations.assign(rho=[f"{v:.2f}" for v in correlations["rho"]],
-                                ci_low=[f"{v:.2f}" for v in correlations["ci_low"]],
-                                ci_high=[f"{v:.2f}" for v in correlations["ci_high"]])
+    shown = correlations.assign(**{c: [f"{v:.2f}" if np.isfinite(v) else "– (constant)" if c == "rho" else "–"
+                                       for v in correlations[c]] for c in ("rho", "ci_low", "ci_high")})
     return lines + [markdown_table(shown), ""]
 
 

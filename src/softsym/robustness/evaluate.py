@@ -8,6 +8,12 @@ clean values are the train stage's ``test_auc`` / ``test_rej50`` on the same jet
 The area under the robustness curve (AURC) of a perturbation is the trapezoid integral of AUC over its
 strength grid divided by the grid's span, i.e. the AUC averaged over the scanned strengths (a model whose AUC
 never moves has AURC = its clean AUC; a single-point grid gives that point's AUC).
+
+Endpoints (``softsym.robustness.endpoints``, each with its DeLong error): ``<name>_auc_loss`` = clean AUC −
+mean AUC over the non-zero strengths; ``outside_auc_loss`` = the mean of those losses over the physical
+perturbations outside the penalised symmetry's group (the primary robustness endpoint), ``inside_auc_loss``
+the same inside it. With a cone (``jet_radius``), ``<name>_dropped_frac_<strength>`` is the fraction of the
+real particles dropped for leaving it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from torch import nn
 
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
-from softsym.robustness.perturbations import PERTURBATIONS, Perturbation
+from softsym.robustness.endpoints import auc_loss, mean_auc_loss
+from softsym.robustness.perturbations import INSIDE, OUTSIDE, PERTURBATIONS, MomentumPerturbation, Perturbation
 from softsym.training.metrics import binary_metrics, probabilities
 
 
@@ -41,13 +48,18 @@ class PerturbationScan:
         return self.perturbation.name
 
 
-def scans_from_config(perturbations: Mapping[str, Mapping[str, Any]]) -> list[PerturbationScan]:
+def scans_from_config(perturbations: Mapping[str, Mapping[str, Any]], *,
+                      jet_radius: float | None = None) -> list[PerturbationScan]:
     """Scans from the ``robustness.perturbations`` mapping (plain dicts):
     ``{name: {strengths: [...], **options}}``, the options being the perturbation's constructor arguments
-    (``PERTURBATIONS.build(name, **options)``)."""
+    (``PERTURBATIONS.build(name, **options)``). ``jet_radius``: the cone of every 4-vector perturbation
+    that does not set its own."""
     scans = []
     for name, entry in perturbations.items():
         options = dict(entry)
+        if (jet_radius is not None and "jet_radius" not in options and name in PERTURBATIONS
+                and issubclass(PERTURBATIONS.get(name), MomentumPerturbation)):
+            options["jet_radius"] = jet_radius
         if "strengths" not in options or len(options["strengths"]) == 0:
             raise ValueError(f"robustness.perturbations.{name} needs a non-empty `strengths` list, "
                              f"got {entry}")
@@ -85,6 +97,7 @@ class RobustnessPoint:
     auc: float
     rej50: float  # 1/ε_B at ε_S = 0.5
     dout: float   # mean |p_signal(perturbed) − p_signal(clean)|
+    dropped_frac: float = 0.0  # fraction of the real particles dropped for leaving the jet cone
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,11 @@ class RobustnessCurve:
     perturbation: str
     strength_label: str
     points: tuple[RobustnessPoint, ...]
+    relation: str = OUTSIDE     # inside | outside the penalised symmetry's group
+    physical: bool = True       # a physical shift (not a feature-space perturbation or a worst case)
+    has_cone: bool = False      # particles leaving the jet cone are dropped
+    auc_loss: float = 0.0       # clean AUC − mean AUC over the non-zero strengths
+    auc_loss_se: float = 0.0
 
     @property
     def strengths(self) -> list[float]:
@@ -109,10 +127,13 @@ class RobustnessResult:
     clean_auc: float
     clean_rej50: float
     curves: dict[str, RobustnessCurve]
+    symmetry: str | None = None  # the penalised symmetry that ``inside`` / ``outside`` refer to
+    endpoints: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def metrics(self, prefix: str = "robust_") -> dict[str, float]:
-        """``<prefix><perturbation>_{auc,rej50,dout}_<strength>`` per point and
-        ``<prefix><perturbation>_aurc`` per perturbation."""
+        """``<prefix><perturbation>_{auc,rej50,dout}_<strength>`` per point (and ``_dropped_frac_<strength>``
+        with a cone), ``<prefix><perturbation>_{aurc,auc_loss,auc_loss_se,inside}`` per perturbation, and the
+        endpoints ``<prefix>{outside,inside}_auc_loss`` (+ ``_se``, ``_n``)."""
         out: dict[str, float] = {}
         for name, curve in self.curves.items():
             for p in curve.points:
@@ -120,7 +141,13 @@ class RobustnessResult:
                 out[f"{prefix}{name}_auc_{s}"] = p.auc
                 out[f"{prefix}{name}_rej50_{s}"] = p.rej50
                 out[f"{prefix}{name}_dout_{s}"] = p.dout
+                if curve.has_cone:
+                    out[f"{prefix}{name}_dropped_frac_{s}"] = p.dropped_frac
             out[f"{prefix}{name}_aurc"] = curve.aurc
+            out[f"{prefix}{name}_auc_loss"] = curve.auc_loss
+            out[f"{prefix}{name}_auc_loss_se"] = curve.auc_loss_se
+            out[f"{prefix}{name}_inside"] = float(curve.relation == INSIDE)
+        out.update({f"{prefix}{k}": v for k, v in self.endpoints.items()})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,8 +166,9 @@ def scan_rng(seed: int, perturbation: str, strength: float) -> torch.Generator:
 
 
 def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Sequence[PerturbationScan], *,
-                        seed: int = 0) -> RobustnessResult:
-    """Metrics of ``model`` on ``batches`` (the test set, iterated once) under every scan.
+                        seed: int = 0, symmetry: str | None = None) -> RobustnessResult:
+    """Metrics of ``model`` on ``batches`` (the test set, iterated once) under every scan; ``symmetry`` is
+    the penalised (or measured) symmetry that decides which perturbations lie inside its group.
 
     Strength 0 reuses the clean scores, so it reproduces the clean metrics exactly. The attacks compute their
     own input gradients; nothing else builds a graph and the model's parameters get no gradients.
@@ -152,28 +180,49 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
     clean_scores: list[torch.Tensor] = []
     truths: list[torch.Tensor] = []
     perturbed: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in rngs}
+    dropped = dict.fromkeys(rngs, 0)
+    n_particles = 0
     with torch.no_grad():
         for batch in batches:
             batch = batch.to(device)
             clean = signal_score(logits_from_p4(model, batch.p4, batch.mask, batch.scalars))
             clean_scores.append(clean.cpu())
             truths.append((batch.labels != 0).cpu())
+            n_particles += int(batch.mask.sum())
             for scan in scans:
                 for i, strength in enumerate(scan.strengths):
                     key = (scan.name, i)
-                    scores = clean if strength == 0 else signal_score(
-                        scan.perturbation.perturbed_logits(model, batch, strength, rngs[key]))
+                    if strength == 0:
+                        scores = clean
+                    else:
+                        logits, n_dropped = scan.perturbation.perturbed(model, batch, strength, rngs[key])
+                        scores = signal_score(logits)
+                        dropped[key] += int(n_dropped.sum())
                     perturbed[key].append(scores.cpu())
     truth = torch.cat(truths).numpy().astype(int)
     clean_all = torch.cat(clean_scores).double().numpy()
     clean_metrics = binary_metrics(truth, clean_all)
-    curves = {}
+    curves, shifted = {}, {}
     for scan in scans:
         points = []
+        shifted[scan.name] = []
         for i, strength in enumerate(scan.strengths):
             scores = torch.cat(perturbed[(scan.name, i)]).double().numpy()
             m = binary_metrics(truth, scores)
             dout = float(np.abs(scores - clean_all).mean())
-            points.append(RobustnessPoint(strength, m["auc"], m["rej50"], dout))
-        curves[scan.name] = RobustnessCurve(scan.name, scan.perturbation.strength_label, tuple(points))
-    return RobustnessResult(clean_metrics["auc"], clean_metrics["rej50"], curves)
+            points.append(RobustnessPoint(strength, m["auc"], m["rej50"], dout,
+                                          dropped[(scan.name, i)] / max(n_particles, 1)))
+            if strength != 0:
+                shifted[scan.name].append(scores)
+        loss, loss_se = auc_loss(truth, clean_all, shifted[scan.name]) if shifted[scan.name] else (0.0, 0.0)
+        p = scan.perturbation
+        curves[scan.name] = RobustnessCurve(scan.name, p.strength_label, tuple(points), p.relation(symmetry),
+                                            p.physical, getattr(p, "jet_radius", None) is not None, loss, loss_se)
+    endpoints = {}
+    for relation in (OUTSIDE, INSIDE):
+        members = [name for name, c in curves.items() if c.physical and c.relation == relation and shifted[name]]
+        if members:
+            value, se = mean_auc_loss(truth, clean_all, [shifted[name] for name in members])
+            endpoints.update({f"{relation}_auc_loss": value, f"{relation}_auc_loss_se": se,
+                              f"{relation}_n": float(len(members))})
+    return RobustnessResult(clean_metrics["auc"], clean_metrics["rej50"], curves, symmetry, endpoints)

@@ -6,9 +6,18 @@ Two kinds, so that a perturbation can act where it physically belongs:
 - ``MomentumPerturbation`` transforms the 4-vectors (``JetBatch.p4``, and the mask where particles are added
   or lost); the model's features are then recomputed from them (``logits_from_p4``), so a physical
   transformation reaches the model as a consistent jet. The result is again pT-sorted with the real
-  particles first and zero padding, as the data contract requires.
-- ``FeaturePerturbation`` changes the model inputs directly (Gaussian noise, FGSM, PGD); padded particles are
-  never touched. The model still receives the clean ``p4`` (only ParT-like models read it).
+  particles first and zero padding, as the data contract requires. With a ``jet_radius`` R, particles that
+  leave the cone ΔR < R of the perturbed jet's axis are dropped and counted (``apply``); particles that were
+  outside the cone before stay (the transformation did not move them out), and the hardest particle always
+  stays. One pass: the axis is not recomputed after the drop.
+- ``FeaturePerturbation`` changes the model inputs directly (Gaussian noise, FGSM, PGD in
+  ``softsym.robustness.attacks``); padded particles are never touched. The model still receives the clean
+  ``p4`` (only models reading 4-vectors use it).
+
+Each perturbation says whether it lies inside the group of a penalised symmetry (``relation(symmetry)``:
+``inside`` | ``outside``; rotations about the jet axis are inside ``rotation`` and ``lorentz``, boosts along
+it inside ``boost`` and ``lorentz``), and whether it is a physical shift (``physical``: a detector or
+simulation effect, not an attack in feature space or a worst case).
 
 Strength 0 is the identity by definition (``__call__`` returns its input untouched and draws no random
 numbers), so strength 0 reproduces the clean metrics exactly. Randomness comes only from the random stream
@@ -26,11 +35,12 @@ from torch import nn
 
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
-from softsym.physics.features import compute_features, jet_p4, pt_eta_phi
+from softsym.physics.features import compute_features, jet_p4, pt_eta_phi, wrap_phi
 from softsym.physics.lorentz import act, exp_generator, invariant_mass, jet_axis, transverse_boost_generator
 from softsym.physics.symmetries import SYMMETRIES
 from softsym.registry import Registry
-from softsym.training.metrics import task_loss
+
+INSIDE, OUTSIDE = "inside", "outside"
 
 
 def _normal(shape: tuple[int, ...], rng: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -83,35 +93,87 @@ def add_particles(batch: JetBatch, p4: torch.Tensor, mask: torch.Tensor, scalars
     return keep_hardest(merged, batch.mask.shape[1])
 
 
+def delta_r_to_axis(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ΔR = sqrt(Δη² + Δφ²) of every particle to its jet's axis (the sum of the real particles), ``[B, P]``
+    (0 in padded slots)."""
+    safe = torch.where(mask.unsqueeze(-1), p4, p4.new_tensor((1.0, 1.0, 0.0, 0.0)))
+    _, eta, phi = pt_eta_phi(safe)
+    _, jet_eta, jet_phi = pt_eta_phi(jet_p4(p4, mask))
+    dr = torch.sqrt((eta - jet_eta[:, None]) ** 2 + wrap_phi(phi - jet_phi[:, None]) ** 2)
+    return torch.where(mask, dr, 0.0)
+
+
 class Perturbation:
-    """A perturbation of strength ``s``: ``perturbed_logits(model, batch, s, rng)`` are the model's
-    logits on the perturbed jets. ``strength_label`` names the strength axis of its robustness curve."""
+    """A perturbation of strength ``s``: ``perturbed(model, batch, s, rng)`` are the model's logits on the
+    perturbed jets and the particles dropped outside the jet cone per jet. ``strength_label`` names the
+    strength axis of its robustness curve; ``symmetries`` the penalised symmetries whose group contains it."""
 
     name: ClassVar[str]
     strength_label: ClassVar[str]
+    symmetries: ClassVar[frozenset[str]] = frozenset()
+    physical: ClassVar[bool] = True
+
+    def relation(self, symmetry: str | None) -> str:
+        """``inside`` the group of the penalised ``symmetry``, or ``outside`` it."""
+        return INSIDE if symmetry in self.symmetries else OUTSIDE
+
+    def perturbed(self, model: nn.Module, batch: JetBatch, strength: float,
+                  rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits ``[B, O]``, particles dropped outside the cone per jet ``[B]``)."""
+        raise NotImplementedError
 
     def perturbed_logits(self, model: nn.Module, batch: JetBatch, strength: float,
                          rng: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        return self.perturbed(model, batch, strength, rng)[0]
 
 
 class MomentumPerturbation(Perturbation):
-    """Acts on the 4-vectors; subclasses implement ``transform`` for strength ≠ 0."""
+    """Acts on the 4-vectors; subclasses implement ``transform`` for strength ≠ 0. ``jet_radius``: the cone
+    of the jets (None: no particle is dropped for leaving it)."""
+
+    def __init__(self, jet_radius: float | None = None) -> None:
+        if jet_radius is not None and jet_radius <= 0:
+            raise ValueError(f"jet_radius must be > 0 or null, got {jet_radius}")
+        self.jet_radius = jet_radius
 
     def __call__(self, batch: JetBatch, strength: float, rng: torch.Generator) -> JetBatch:
-        return batch if strength == 0 else self.transform(batch, float(strength), rng)
+        return self.apply(batch, strength, rng)[0]
+
+    def apply(self, batch: JetBatch, strength: float, rng: torch.Generator) -> tuple[JetBatch, torch.Tensor]:
+        """(perturbed jets, particles dropped per jet for leaving the cone ``[B]``)."""
+        if strength == 0:
+            return batch, torch.zeros(len(batch), dtype=torch.long, device=batch.mask.device)
+        return self.within_cone(batch, lambda b: self.transform(b, float(strength), rng))
+
+    def within_cone(self, batch: JetBatch, transform) -> tuple[JetBatch, torch.Tensor]:
+        """``transform(batch)``, then the cone cut. Each particle carries a flag (an extra scalar column, so it
+        follows sorting, splitting and replacement) saying it was outside the cone before; added particles
+        carry 0, so they must lie inside the new cone."""
+        if self.jet_radius is None:
+            out = transform(batch)
+            return out, torch.zeros(len(out), dtype=torch.long, device=out.mask.device)
+        was_outside = (delta_r_to_axis(batch.p4, batch.mask) >= self.jet_radius) & batch.mask
+        flagged = JetBatch(batch.p4, batch.mask, batch.labels,
+                           torch.cat([batch.scalars, was_outside.unsqueeze(-1).to(batch.scalars.dtype)], -1))
+        out = transform(flagged)
+        left = out.mask & (delta_r_to_axis(out.p4, out.mask) >= self.jet_radius) & (out.scalars[..., -1] == 0)
+        left[:, 0] = False  # the hardest particle stays: a jet is never empty
+        kept = JetBatch(out.p4, out.mask & ~left, out.labels, out.scalars[..., :-1])
+        return keep_hardest(kept, batch.mask.shape[1]), left.sum(1)
 
     def transform(self, batch: JetBatch, strength: float, rng: torch.Generator) -> JetBatch:
         raise NotImplementedError
 
-    def perturbed_logits(self, model, batch, strength, rng):
-        perturbed = self(batch, strength, rng)
-        return logits_from_p4(model, perturbed.p4, perturbed.mask, perturbed.scalars)
+    def perturbed(self, model, batch, strength, rng):
+        out, dropped = self.apply(batch, strength, rng)
+        return logits_from_p4(model, out.p4, out.mask, out.scalars), dropped
 
 
 class FeaturePerturbation(Perturbation):
     """Acts on the model inputs ``features [B, P, F]``; subclasses implement ``transform`` for strength ≠ 0.
     The model and the batch (labels, mask) are handed in for the attacks, which need gradients."""
+
+    physical = False
 
     def __call__(self, model: nn.Module, batch: JetBatch, features: torch.Tensor, strength: float,
                  rng: torch.Generator) -> torch.Tensor:
@@ -123,9 +185,10 @@ class FeaturePerturbation(Perturbation):
                   rng: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def perturbed_logits(self, model, batch, strength, rng):
+    def perturbed(self, model, batch, strength, rng):
         features = compute_features(batch.p4, batch.mask, batch.scalars)
-        return model(self(model, batch, features, strength, rng), batch.p4, batch.mask)
+        logits = model(self(model, batch, features, strength, rng), batch.p4, batch.mask)
+        return logits, torch.zeros(len(batch), dtype=torch.long, device=batch.mask.device)
 
 
 PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
@@ -152,6 +215,7 @@ class AxisRotation(GroupTransformation):
 
     name = "rotation"
     strength_label = "rotation angle about the jet axis [rad]"
+    symmetries = frozenset({"rotation", "lorentz"})
 
     def axis_generator(self, batch):
         return SYMMETRIES.build("rotation").generators(batch.p4, batch.mask)[:, 0]
@@ -164,6 +228,7 @@ class AxisBoost(GroupTransformation):
 
     name = "boost"
     strength_label = "boost rapidity along the jet axis"
+    symmetries = frozenset({"boost", "lorentz"})
 
     def axis_generator(self, batch):
         return SYMMETRIES.build("boost").generators(batch.p4, batch.mask)[:, 0]
@@ -176,6 +241,7 @@ class TransverseBoost(GroupTransformation):
 
     name = "transverse_boost"
     strength_label = "transverse boost rapidity"
+    symmetries = frozenset({"lorentz"})
 
     def axis_generator(self, batch):
         return transverse_boost_generator(jet_axis(batch.p4, batch.mask))
@@ -235,7 +301,8 @@ class SoftContamination(MomentumPerturbation):
     name = "soft_contamination"
     strength_label = "number of soft particles added"
 
-    def __init__(self, pt_mean: float = 1.0, radius: float = 0.8) -> None:
+    def __init__(self, pt_mean: float = 1.0, radius: float = 0.8, jet_radius: float | None = None) -> None:
+        super().__init__(jet_radius)
         self.pt_mean = pt_mean
         self.radius = radius
 
@@ -263,7 +330,8 @@ class CollinearSplitting(MomentumPerturbation):
     name = "collinear_split"
     strength_label = "number of hardest particles split"
 
-    def __init__(self, z_min: float = 0.1) -> None:
+    def __init__(self, z_min: float = 0.1, jet_radius: float | None = None) -> None:
+        super().__init__(jet_radius)
         if not 0.0 < z_min <= 0.5:
             raise ValueError(f"collinear_split z_min must be in (0, 0.5], got {z_min}")
         self.z_min = z_min
@@ -292,63 +360,36 @@ class ConstituentLoss(MomentumPerturbation):
         return keep_hardest(lost, batch.mask.shape[1])
 
 
-# --- perturbations of the model inputs ---------------------------------------------------------------------
+@PERTURBATIONS.register("pileup")
+class PileUp(MomentumPerturbation):
+    """Pile-up-like soft particles: a Poisson number of mean ρ·π·radius² per jet (ρ = the strength, particles
+    per unit η–φ area), charged-pion mass, pT ~ exponential of mean ``pt_mean`` GeV, uniform in the disc of
+    ``radius`` around the jet axis, zero scalars. Unlike ``soft_contamination`` the count fluctuates from jet
+    to jet and the particles are massive."""
 
-def _real(features: torch.Tensor, batch: JetBatch) -> torch.Tensor:
-    """``features`` with the padded particles zeroed: perturbations never touch padding."""
-    return features * batch.mask.unsqueeze(-1).to(features.dtype)
+    name = "pileup"
+    strength_label = "pile-up density ρ [particles per unit η–φ area]"
+    PION_MASS = 0.13957
 
+    def __init__(self, pt_mean: float = 0.7, radius: float = 0.8, jet_radius: float | None = None) -> None:
+        super().__init__(jet_radius)
+        self.pt_mean = pt_mean
+        self.radius = radius
 
-@PERTURBATIONS.register("feature_noise")
-class FeatureNoise(FeaturePerturbation):
-    """Gaussian noise of width σ (feature units) on every feature of every real particle."""
-
-    name = "feature_noise"
-    strength_label = "feature noise σ"
-
-    def transform(self, model, batch, features, strength, rng):
-        return features + _real(strength * _normal(tuple(features.shape), rng, features), batch)
-
-
-def loss_gradient(model: nn.Module, batch: JetBatch, features: torch.Tensor) -> torch.Tensor:
-    """∂(task loss on the true labels)/∂features, with gradients enabled even under an outer no_grad."""
-    with torch.enable_grad():
-        x = features.detach().requires_grad_(True)
-        loss = task_loss(model(x, batch.p4, batch.mask), batch.labels)
-        return torch.autograd.grad(loss, x)[0]
-
-
-@PERTURBATIONS.register("fgsm")
-class FGSM(FeaturePerturbation):
-    """Fast gradient sign attack (Goodfellow et al. 2015): one step of size ε along sign(∇ loss), L∞ ball of
-    radius ε in feature units, real particles only."""
-
-    name = "fgsm"
-    strength_label = "adversarial ε (L∞, feature units)"
-
-    def transform(self, model, batch, features, strength, rng):
-        return features + _real(strength * loss_gradient(model, batch, features).sign(), batch)
-
-
-@PERTURBATIONS.register("pgd")
-class PGD(FeaturePerturbation):
-    """Projected gradient descent (Madry et al. 2018): a uniform random start in the L∞ ball of radius ε, then
-    ``steps`` sign-gradient steps of size ``step_factor``·ε/steps, each projected back onto the ball; real
-    particles only."""
-
-    name = "pgd"
-    strength_label = "adversarial ε (L∞, feature units)"
-
-    def __init__(self, steps: int = 10, step_factor: float = 2.5) -> None:
-        if steps < 1:
-            raise ValueError(f"pgd steps must be >= 1, got {steps}")
-        self.steps = steps
-        self.step_factor = step_factor
-
-    def transform(self, model, batch, features, strength, rng):
-        step_size = self.step_factor * strength / self.steps
-        delta = _real(strength * (2 * _uniform(tuple(features.shape), rng, features) - 1), batch)
-        for _ in range(self.steps):
-            grad = loss_gradient(model, batch, features + delta)
-            delta = _real((delta + step_size * grad.sign()).clamp(-strength, strength), batch)
-        return features + delta
+    def transform(self, batch, strength, rng):
+        if strength < 0:
+            raise ValueError(f"pileup density must be >= 0, got {strength}")
+        n_jets = batch.mask.shape[0]
+        rate = torch.full((n_jets,), strength * math.pi * self.radius**2, dtype=torch.float64)
+        counts = torch.poisson(rate, generator=rng).long()
+        k = max(int(counts.max()), 1)
+        u = _uniform((n_jets, k, 3), rng, batch.p4)
+        pt = (-self.pt_mean * torch.log1p(-u[..., 0])).clamp_min(1e-3 * self.pt_mean)
+        r = self.radius * u[..., 1].sqrt()
+        angle = 2 * math.pi * u[..., 2]
+        _, jet_eta, jet_phi = pt_eta_phi(jet_p4(batch.p4, batch.mask))
+        p4 = _from_pt_eta_phi_m(pt, jet_eta[:, None] + r * torch.cos(angle), jet_phi[:, None] + r * torch.sin(angle),
+                                torch.full_like(pt, self.PION_MASS))
+        mask = torch.arange(k, device=batch.mask.device)[None] < counts.to(batch.mask.device)[:, None]
+        p4 = torch.where(mask.unsqueeze(-1), p4, 0.0)
+        return add_particles(batch, p4, mask, batch.scalars.new_zeros((n_jets, k, batch.scalars.shape[-1])))

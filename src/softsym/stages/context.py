@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from softsym.progress import progress_mode
 from softsym.stages.options import load_dataset
 from softsym.tracking import Tracker
 from softsym.training import load_trained_model, resolve_device
@@ -19,10 +19,8 @@ from softsym.training.distributed import local_device
 
 
 def progress_enabled(setting: Any) -> bool:
-    """``auto``: progress bars unless the CI environment variable is set."""
-    if setting == "auto":
-        return not os.environ.get("CI")
-    return bool(setting)
+    """Whether this job shows progress (``softsym.progress.progress_mode``: ``auto`` is off under CI)."""
+    return progress_mode(setting) != "off"
 
 
 def job_device(cfg: DictConfig) -> torch.device:

@@ -1,4 +1,5 @@
-"""Train stage: fit the configured model with task loss + λ · penalty; test metrics; invariance violation."""
+"""Train stage: fit the configured model with task loss + λ · penalty; test metrics, the metrics on every
+evaluation set (``data.eval_sets``); invariance violation; the study-arm tags (``group``, ``control``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from softsym.physics import N_KINEMATIC
 from softsym.physics.symmetries import SYMMETRIES
 from softsym.stages import STAGES
 from softsym.stages.context import StageContext
-from softsym.stages.options import fit_config, measured_symmetry, penalty
+from softsym.stages.options import eval_sets, fit_config, measured_symmetry, penalty, study_tags
+from softsym.stages.predictions import save_predictions, split_jets
 from softsym.training import ModelSpec, classification_metrics, fit, predict, save_trained_model
 from softsym.training.distributed import rank_and_world, wrap_ddp
+from softsym.training.eval_sets import evaluate_eval_sets
 from softsym.training.objective import penalised_objective
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,9 @@ def model_spec(cfg: DictConfig, n_features: int, class_names, scalar_names) -> M
     sizes = cfg.model.sizes
     if cfg.model.size not in sizes:
         raise ValueError(f"model.size={cfg.model.size!r} is not one of {list(sizes)} for model {cfg.model.name}")
-    return ModelSpec(cfg.model.name, n_features, tuple(class_names), tuple(scalar_names),
-                     OmegaConf.to_container(sizes[cfg.model.size], resolve=True))
+    options = OmegaConf.to_container(sizes[cfg.model.size], resolve=True)
+    options.update({k: cfg.model[k] for k in ("inputs", "p4_scale") if k in cfg.model})  # model.inputs
+    return ModelSpec(cfg.model.name, n_features, tuple(class_names), tuple(scalar_names), options)
 
 
 @STAGES.register("train")
@@ -53,6 +57,9 @@ def run(ctx: StageContext) -> None:
                  fit_config(t, seed=cfg.seed, progress=ctx.progress),
                  checkpoint_path=checkpoint, resume=t.resume, write_checkpoints=rank == 0,
                  on_epoch_end=lambda epoch, m: ctx.tracker.log_metrics(m, step=epoch))
+    if t.resume:  # resumed: true, or false with the reason (no checkpoint: it started afresh)
+        ctx.tracker.set_tags({"resumed": str(result.resumed_from_epoch is not None).lower(),
+                              **({"resume_note": result.resume_note} if result.resume_note else {})})
     if result.resumed_from_epoch is not None:
         log.info("resumed from epoch %d of %s", result.resumed_from_epoch + 1, checkpoint)
         for epoch, metrics in enumerate(result.history[: result.resumed_from_epoch + 1]):
@@ -60,6 +67,12 @@ def run(ctx: StageContext) -> None:
 
     metrics, (labels, probs) = evaluate_model(model, dataset, cfg, device)
     ctx.tracker.log_arrays("test_scores", labels=labels, probs=probs)
+    sets = eval_sets(ctx)
+    eval_metrics, eval_predictions = evaluate_eval_sets(
+        model, sets, class_names=dataset.class_names, batch_size=t.eval_batch_size, device=device,
+        reference_auc=metrics.get("test_auc"), reference_auc_se=metrics.get("test_auc_se"))
+    metrics.update(eval_metrics)
+    ctx.tracker.set_tags(study_tags(cfg))
     metrics.update({"best_epoch": result.best_epoch, "train_seconds": result.seconds,
                     "epochs_run": len(result.history)})
     ctx.tracker.log_metrics(metrics)
@@ -70,6 +83,9 @@ def run(ctx: StageContext) -> None:
         model_path = ctx.run_dir / "model.pt"
         save_trained_model(model_path, model, spec)
         ctx.tracker.log_artifact(model_path, "model")
+        save_predictions(ctx, "test", labels, probs, split_jets(dataset, "test"), dataset.class_names)
+        for name, (set_labels, set_probs) in eval_predictions.items():
+            save_predictions(ctx, name, set_labels, set_probs, sets[name], dataset.class_names)
 
 
 def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:

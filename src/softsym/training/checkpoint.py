@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from softsym.models import MODELS, JetModel
-from softsym.training.loop import save_checkpoint
+from softsym.training.loop import load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,9 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu") -> 
     if not path.exists():
         raise FileNotFoundError(f"trained model {path} does not exist (train.checkpoint expects a model.pt "
                                 f"written by the train stage)")
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or "spec" not in state or "state_dict" not in state:
-        raise ValueError(f"{path} is not a softsym model file: expected keys 'spec' and 'state_dict'")
+    state = load_checkpoint(path, required=("spec", "state_dict"), map_location=device, advice=(
+        "train.checkpoint expects a model.pt written by the train stage: train the model again or point "
+        "train.checkpoint at another model.pt"))
     raw = state["spec"]
     spec = ModelSpec(raw["name"], raw["n_features"], tuple(raw["class_names"]), tuple(raw["scalar_names"]),
                      dict(raw["hyperparameters"]))

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
+import pickle
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from softsym.atomic import write_atomic
 from softsym.data.jets import JetBatch
+from softsym.progress import progress_bar
 
+log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, JetBatch, bool], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
@@ -47,6 +51,7 @@ class FitResult:
     best_val_loss: float = math.inf
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
+    resume_note: str | None = None  # resume asked for, but there was no checkpoint: why it started afresh
     seconds: float = 0.0
 
 
@@ -60,6 +65,31 @@ def resolve_device(name: str) -> torch.device:
 def save_checkpoint(obj: dict, path: Path) -> None:
     """torch.save through a temporary name, so a killed job never leaves a half-written checkpoint."""
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file that cannot be read; names the file and what to do."""
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "best_model", "history", "best_epoch",
+               "best_val_loss", "epoch", "bad_epochs", "step")
+
+
+def load_checkpoint(path: Path, *, required: tuple[str, ...] = (), advice: str = "",
+                    map_location: torch.device | str | None = None) -> dict:
+    """``torch.load`` of a file this project wrote; a corrupt, truncated or foreign file raises
+    ``CheckpointError`` naming ``path``, the cause and ``advice`` (what the user can do)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is corrupt or not a torch file ({cause}){'; ' + advice if advice else ''}") \
+            from exc
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete or not a softsym checkpoint: it lacks {missing}"
+                              f"{'; ' + advice if advice else ''}")
+    return state
 
 
 def _lr_lambda(cfg: FitConfig) -> Callable[[int], float]:
@@ -108,8 +138,12 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
     best_state = copy.deepcopy(core.state_dict())
     start_epoch, bad_epochs, step = 0, 0, 0
 
-    if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
+    if resume and checkpoint_path is not None and not checkpoint_path.exists():
+        result.resume_note = f"no checkpoint at {checkpoint_path}: training started from the first epoch"
+        log.warning("train.resume=true, but %s", result.resume_note)
+    elif resume and checkpoint_path is not None:
+        state = load_checkpoint(checkpoint_path, required=RESUME_KEYS, advice=(
+            "delete it to train from the first epoch, or run with train.resume=false (which replaces it)"))
         core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -129,7 +163,7 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn: LossFn, cfg: FitCon
         train_loader.set_epoch(epoch)
         sums: dict[str, float] = {}
         count = 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
         # A streaming loader gives each DDP rank its own files, so ranks may run out of batches a step or two
         # apart: join() lets the finished ones shadow the others' gradient all-reduces instead of hanging.
         uneven = model.join() if isinstance(model, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()

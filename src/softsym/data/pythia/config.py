@@ -22,6 +22,9 @@ PROCESSES = ("qcd", "ttbar")
 _PROCESS_CODE = {"qcd": 0, "ttbar": 1}
 SQRT_S = 13000.0
 _PYTHIA_SEED_MAX = 900_000_000
+_OPTIONAL = ("pthat_min", "pthat_max", "fsr_alpha_s")
+# Generation options added after caches existed, with the value that reproduces the earlier shards.
+_UNHASHED_DEFAULTS = {"fsr_alpha_s": None}
 
 
 def default_pthat_window(pt_min: float, pt_max: float) -> tuple[float, float]:
@@ -52,6 +55,8 @@ class GenerationConfig:
     pthat_max: float | None = None
     mpi: bool = True
     max_jets_per_event: int = 2
+    # Final-state shower alpha_s(m_Z) (Pythia's TimeShower:alphaSvalue); None: the tune's (Monash 0.1365).
+    fsr_alpha_s: float | None = None
 
     def __post_init__(self) -> None:
         # normalise types as well as check them: 550 and 550.0 (or numpy ints) must give the same cache key
@@ -59,9 +64,9 @@ class GenerationConfig:
             minimum = 0 if name == "seed" else 1
             check_int(name, getattr(self, name), minimum)
             object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("pt_min", "pt_max", "eta_max", "jet_r", "pthat_min", "pthat_max"):
+        for name in ("pt_min", "pt_max", "eta_max", "jet_r", "pthat_min", "pthat_max", "fsr_alpha_s"):
             value = getattr(self, name)
-            if value is None and name.startswith("pthat"):
+            if value is None and name in _OPTIONAL:
                 continue
             if not (isinstance(value, int | float | np.number) and not isinstance(value, bool)
                     and 0 < value < math.inf):
@@ -69,6 +74,8 @@ class GenerationConfig:
             object.__setattr__(self, name, float(value))
         if not isinstance(self.mpi, bool):
             raise DataError(f"mpi must be true or false, got {self.mpi!r}")
+        if self.fsr_alpha_s is not None and not 0.06 <= self.fsr_alpha_s <= 0.25:
+            raise DataError(f"fsr_alpha_s must be in [0.06, 0.25] (Pythia's range), got {self.fsr_alpha_s}")
         if self.pt_min >= self.pt_max:
             raise DataError(f"pt_min ({self.pt_min}) must be below pt_max ({self.pt_max})")
         if self.pt_max > SQRT_S / 2:
@@ -98,6 +105,9 @@ class GenerationConfig:
         """The config as plain data, with the resolved pT-hat range and the generator versions."""
         lo, hi = self.pthat_range
         out = asdict(self) | {"pthat_min": lo, "pthat_max": hi, "format_version": FORMAT_VERSION}
+        for name, default in _UNHASHED_DEFAULTS.items():  # options added later: at their default, the cache
+            if out[name] == default:                       # name of every earlier config stays the same
+                del out[name]
         out["versions"] = {name: importlib.metadata.version(name) for name in ("pythia8mc", "fastjet")}
         return out
 

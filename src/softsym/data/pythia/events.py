@@ -3,9 +3,10 @@ events until the shard's jets are selected.
 
 Physics settings: Pythia 8 defaults (Monash tune) at sqrt(s) = 13 TeV, with multi-parton interactions on
 (the underlying event costs ~4-5x in generation time, see benchmarks/results/generator.json; ``mpi=False``
-trades it for speed), hadron decays on, and particles with c*tau > 10 mm kept stable (the LHC convention:
-K0S, Lambda reach the detector). Processes: hadronic ttbar (both W -> qq') and QCD dijets (``HardQCD:all``),
-each with a pT-hat window that covers the jet-pT window.
+trades it for speed; as an evaluation set it is a simulation shift), optionally another final-state shower
+alpha_s (``fsr_alpha_s``, a second simulation shift), hadron decays on, and particles with c*tau > 10 mm kept
+stable (the LHC convention: K0S, Lambda reach the detector). Processes: hadronic ttbar (both W -> qq') and
+QCD dijets (``HardQCD:all``), each with a pT-hat window that covers the jet-pT window.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def make_pythia(config: GenerationConfig, process: str, seed: int):
         f"PhaseSpace:pTHatMin = {pthat_min}",
         f"PhaseSpace:pTHatMax = {pthat_max}",
         f"PartonLevel:MPI = {'on' if config.mpi else 'off'}",
+        *([f"TimeShower:alphaSvalue = {config.fsr_alpha_s}"] if config.fsr_alpha_s is not None else []),
         # the LHC convention for stable particles: c*tau > 10 mm (K0S, Lambda, ... reach the detector)
         "ParticleDecays:limitTau0 = on",
         "ParticleDecays:tau0Max = 10",

@@ -3,7 +3,8 @@
 Shards: ``<out_dir>/pythia-<hash12>/{qcd,ttbar}_<i:03d>.root``, the hash taken over the whole generation
 config, the seed and the generator versions. Each shard has its own seed, derived from (seed, process, index),
 so its content does not depend on the number of workers or on which shards were already there. A shard that
-exists is reused, and an interrupted generation resumes shard by shard.
+exists is reused, and an interrupted generation resumes shard by shard. Generations of the same config that
+run at the same time share the work: a shard another one is making is waited for and reused (``pool``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def generate_shards(
     pthat_max: float | None = None,
     mpi: bool = True,
     max_jets_per_event: int = 2,
+    fsr_alpha_s: float | None = None,
     progress: bool = False,
 ) -> GenerationResult:
     """Generate (or reuse) ``n_jets_per_class`` top and QCD jets as ROOT shards under ``out_dir``.
@@ -61,6 +63,7 @@ def generate_shards(
         n_jets_per_class=n_jets_per_class, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, seed=seed,
         jets_per_shard=jets_per_shard, detector=detector,
         pthat_min=pthat_min, pthat_max=pthat_max, mpi=mpi, max_jets_per_event=max_jets_per_event,
+        fsr_alpha_s=fsr_alpha_s,
     )
     check_int("n_workers", n_workers, 1)
     cache_dir = Path(out_dir).expanduser() / f"pythia-{config.key}"
@@ -74,10 +77,15 @@ def generate_shards(
     n_reused = len(tasks) - len(missing)
     if missing and n_reused:
         log.info("pythia: resuming, %d of %d shards already in %s", n_reused, len(tasks), cache_dir)
-    stats = run_tasks(missing, n_workers=n_workers, progress=progress) if missing else []
+    try:
+        outcomes = run_tasks(missing, n_workers=n_workers, progress=progress) if missing else []
+    except BaseException:
+        remove_stale_temporaries(cache_dir)  # those of workers that had to be killed
+        raise
+    stats = [s for s in outcomes if s is not None]  # None: made by a concurrent generation, reused
     result = GenerationResult(
         paths=tuple(t.path for p in PROCESSES for t in tasks if t.process == p), cache_dir=cache_dir,
-        n_generated_shards=len(missing), n_reused_shards=n_reused, n_jets_per_class=n_jets_per_class,
+        n_generated_shards=len(stats), n_reused_shards=len(tasks) - len(stats), n_jets_per_class=n_jets_per_class,
         n_generated_jets=sum(s.n_jets for s in stats), n_generated_events=sum(s.n_events for s in stats),
         seconds=time.perf_counter() - start,
     )

@@ -4,6 +4,10 @@ Every file is written to a temporary name beside it (``softsym.atomic``) and ren
 with the final name is always complete. The temporary is exclusively locked while it is written: the OS
 releases the lock when the writer dies, which tells a later run that the temporary is stale and may go,
 while one still locked belongs to a live writer and is kept.
+
+Each shard is also made under a lock of its own (``shard_lock``: a hidden ``.<shard>.lock`` file beside it,
+removed by its holder), so that two generations sharing a cache never make the same shard twice: the second
+waits for the first and reuses its shard.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ _LABELS = {"qcd": (1.0, 0), "ttbar": (0.0, 1)}  # (label_QCD float32, label_Tbqq
 # Temporaries are hidden files with ".tmp" in their name: softsym.atomic's ".<name>.tmp-<pid>-<hex>", and
 # ".<name>.<hex>.tmp" as earlier versions named them (left in caches by killed runs of those versions).
 _TEMPORARY_GLOB = ".*.tmp*"
+_LOCK_GLOB = ".*.lock"
 
 _JET_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_nparticles", "jet_sdmass",
                  "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4")
@@ -84,8 +89,64 @@ def locked_temporary(path: Path) -> Iterator[Path]:
             lock.close()
 
 
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def shard_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the exclusive lock of shard ``path``: yields True once held, or False at once when another process
+    holds it and ``wait`` is False.
+
+    The holder removes the lock file before it lets go, so a finished cache holds no lock files; a process
+    that was waiting on the removed file finds that the file it locked is no longer the one at the path, and
+    locks the new one (the usual flock + unlink protocol). The OS drops the lock of a process that dies.
+    """
+    target = lock_path(path)
+    while True:
+        handle = open(target, "ab")  # noqa: SIM115 - held across the yield, closed below
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.close()
+            yield False
+            return
+        except BaseException:
+            handle.close()
+            raise
+        if _is_current(handle, target):
+            break
+        handle.close()
+    try:
+        yield True
+    finally:
+        target.unlink(missing_ok=True)  # still held: whoever locks the old file next sees it is gone
+        handle.close()
+
+
+def _is_current(handle, target: Path) -> bool:
+    """Whether the open ``handle`` is the file now at ``target`` (not one removed since it was opened)."""
+    try:
+        current = os.stat(target)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
 def remove_stale_temporaries(cache_dir: Path) -> None:
-    """Delete temporaries left by killed writers (their lock is gone); leave those still being written."""
+    """Delete temporaries and shard locks left by killed writers (their lock is gone); leave those of live
+    writers."""
+    for lock in cache_dir.glob(_LOCK_GLOB):
+        try:
+            with open(lock, "rb") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _is_current(handle, lock):
+                    lock.unlink(missing_ok=True)
+        except BlockingIOError:
+            continue  # a live generation holds it
+        except (FileNotFoundError, PermissionError):
+            continue
     for tmp in cache_dir.glob(_TEMPORARY_GLOB):
         try:
             with open(tmp, "rb") as handle:
