@@ -135,7 +135,7 @@ def measure(ctx, eval_jets: int, probes: int, trace_matvecs: int, seed: int) -> 
     import dataclasses
 
     from softsym.analysis import HessianOperator, analyze_hessian, geometric_complexity, symmetry_directions
-    from softsym.analysis.goldstone_curvature import curvature_ratio
+    from softsym.analysis.goldstone.curvature import curvature_ratio
     from softsym.data.loaders import InMemoryLoader
     from softsym.data.stratify import sample_split
     from softsym.stages.options import hessian_operator_options, hessian_options

@@ -123,7 +123,7 @@ def _compose(*overrides: str):
 
 
 def test_a_command_line_sweep_replaces_the_experiments_grid():
-    from softsym.sweeper import job_overrides
+    from softsym.config.sweeper import job_overrides
 
     cfg = _compose("experiment=smoke")
     grid = cfg.hydra.sweeper.params
@@ -210,7 +210,7 @@ def test_parent_run_keeps_headline_metrics_and_the_experiment_opens_on_runs(tmp_
 
 
 def test_config_hash_ignores_output_places_and_display_settings():
-    from softsym.resume import config_hash
+    from softsym.config.job_key import config_hash
 
     job = {"seed": 0, "model": {"name": "pfn"}, "paths": {"root": "/a"}, "rerun": False, "progress": "auto",
            "mlflow": {"tracking_uri": "sqlite:////a/mlflow.db"}, "data": {"cache_dir": "/a/cache", "n": 1},

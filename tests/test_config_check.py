@@ -10,8 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from softsym.cli import CONFIG_DIR, config_groups
-from softsym.config_check import ConfigError, check_config
-from softsym.override_errors import composition_error_message
+from softsym.config.check import ConfigError, check_config
+from softsym.config.overrides import composition_error_message
 from tests.test_configs import GROUPS, configs, group_options, overrides_for
 
 

@@ -26,9 +26,9 @@ from softsym.analysis import (
     jet_task_loss,
     symmetry_directions,
 )
-from softsym.analysis.goldstone_checks import direction_error, parameter_tangent
-from softsym.analysis.goldstone_curvature import curvature_ratio, loss_profiles, near_zero_count
-from softsym.analysis.null_space import structural_null_space
+from softsym.analysis.goldstone.checks import direction_error, parameter_tangent
+from softsym.analysis.goldstone.curvature import curvature_ratio, loss_profiles, near_zero_count
+from softsym.analysis.goldstone.null_space import structural_null_space
 from softsym.data.jets import JetBatch
 from softsym.data.synthetic import synthetic_jets
 from softsym.models.base import JetModel, logits_from_p4, masked_sum

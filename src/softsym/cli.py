@@ -40,8 +40,8 @@ def job_tags(cfg: DictConfig, stages: list[str]) -> dict[str, str]:
 
 
 def run_job(cfg: DictConfig, run_dir: Path) -> None:
-    from softsym.provenance import input_files, input_tags, source_commit
-    from softsym.resume import config_hash, finished_run
+    from softsym.tracking.provenance import input_files, input_tags, source_commit
+    from softsym.config.job_key import config_hash, finished_run
     from softsym.stages import STAGES
     from softsym.stages.context import StageContext, job_device
     from softsym.tracking import CONFIG_HASH_TAG, MlflowTracker, NullTracker, Tracker, check_reachable, flatten
@@ -90,10 +90,10 @@ def config_groups() -> list[str]:
 
 
 def check_job_config(cfg: DictConfig) -> None:
-    """Every option of the job checked (``softsym.config_check``) before any work and any MLflow run."""
+    """Every option of the job checked (``softsym.config.check``) before any work and any MLflow run."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from softsym.config_check import ConfigError, check_config
+    from softsym.config.check import ConfigError, check_config
 
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -106,9 +106,9 @@ def check_job_config(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def app(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    from softsym.config_check import ConfigError
+    from softsym.config.check import ConfigError
     from softsym.data.errors import DataError
-    from softsym.interrupts import JobInterrupted, interrupt_on_signals
+    from softsym.tracking.interrupts import JobInterrupted, interrupt_on_signals
     from softsym.registry import UnknownNameError
     from softsym.tracking import TrackingError
     from softsym.training.loop import CheckpointError
@@ -140,7 +140,7 @@ def main() -> None:
     try:
         app()
     except Exception as exc:
-        from softsym.override_errors import composition_error_message
+        from softsym.config.overrides import composition_error_message
 
         message = composition_error_message(exc, sys.argv[1:], CONFIG_DIR)
         if message is None:

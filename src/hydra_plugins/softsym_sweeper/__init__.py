@@ -1,5 +1,5 @@
 """softsym's sweeper (``hydra/sweeper=grid``): Hydra's basic grid sweeper whose configured grid gives way to
-a sweep typed on the command line (``softsym.sweeper``). Hydra instantiates plugins only from ``hydra_plugins``."""
+a sweep typed on the command line (``softsym.config.sweeper``). Hydra instantiates plugins only from ``hydra_plugins``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-from softsym.sweeper import sweeps_on_command_line
+from softsym.config.sweeper import sweeps_on_command_line
 
 log = logging.getLogger(__name__)
 

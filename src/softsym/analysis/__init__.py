@@ -25,7 +25,7 @@ from softsym.analysis.curvature import HessianOperator, jet_task_loss
 from softsym.analysis.density import SpectralDensity, quadrature_mass, spectral_density
 from softsym.analysis.exact import ExactHessian, exact_hessian
 from softsym.analysis.geometric import geometric_complexity
-from softsym.analysis.goldstone import (
+from softsym.analysis.goldstone.directions import (
     GoldstoneOverlap,
     SymmetryDirections,
     first_linear_layer,

@@ -12,7 +12,7 @@ and ε, z from the config (``complexity.hessian.near_zero_eps``, ``complexity.he
 - ``hessian_near_zero_frac_abs``, ``hessian_neg_frac_abs``: the same against the absolute threshold
   τ = ``complexity.hessian.near_zero_abs`` (|λ| < τ; λ < −τ), which does not move with λ_max (the relative one
   doubles when λ_max does, e.g. between penalty strengths). The absolute count ``hessian_n_near_zero_abs`` is
-  the Goldstone analysis' (``goldstone_curvature.py``, threshold ``complexity.goldstone.abs_threshold``).
+  the Goldstone analysis' (``goldstone/curvature.py``, threshold ``complexity.goldstone.abs_threshold``).
 For ``method=lanczos`` the fractions and the effective dimension come from the SLQ density (quadrature of a
 step function: resolution ~1/(probes·steps) of the spectrum), the extremes from Lanczos.
 
@@ -101,7 +101,7 @@ def _threshold_metrics(fraction, n: int, thr: float, suffix: str) -> dict[str, f
     neg, neg_se = fraction(lambda x: x < -thr)
     out = {f"hessian_near_zero_frac{suffix}": near, f"hessian_near_zero_frac{suffix}_se": near_se,
            f"hessian_neg_frac{suffix}": neg, f"hessian_neg_frac{suffix}_se": neg_se}
-    if not suffix:  # the absolute count is the Goldstone analysis' (hessian_n_near_zero_abs, goldstone_curvature.py)
+    if not suffix:  # the absolute count is the Goldstone analysis' (hessian_n_near_zero_abs, goldstone/curvature.py)
         out.update({"hessian_n_near_zero": near * n, "hessian_n_near_zero_se": near_se * n})
     return out
 

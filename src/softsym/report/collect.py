@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from softsym.run_status import reported_status
+from softsym.tracking.run_status import reported_status
 
 # Parameters of the job's resolved config shown in plot legends (the dataset's pT window).
 DATASET_PARAMS = ("data.pt_min", "data.pt_max")

@@ -14,9 +14,9 @@ from softsym.analysis import (
     geometric_complexity,
 )
 from softsym.analysis.calibration import fit_model_temperature, tempered
-from softsym.analysis.goldstone_analysis import GoldstoneOptions, analyze_goldstone
-from softsym.analysis.goldstone_curvature import curvature_ratio
-from softsym.analysis.goldstone_plots import plot_loss_profiles
+from softsym.analysis.goldstone.analysis import GoldstoneOptions, analyze_goldstone
+from softsym.analysis.goldstone.curvature import curvature_ratio
+from softsym.analysis.goldstone.plots import plot_loss_profiles
 from softsym.analysis.plots import plot_compression, plot_density, plot_spectrum
 from softsym.analysis.trace import estimate_trace
 from softsym.data.loaders import InMemoryLoader

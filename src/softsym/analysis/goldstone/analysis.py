@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softsym.analysis.goldstone import GoldstoneOverlap, SymmetryDirections, goldstone_overlap, symmetry_directions
-from softsym.analysis.goldstone_checks import DirectionCheck, direction_error
-from softsym.analysis.goldstone_curvature import (
+from softsym.analysis.goldstone.directions import GoldstoneOverlap, SymmetryDirections, goldstone_overlap, symmetry_directions
+from softsym.analysis.goldstone.checks import DirectionCheck, direction_error
+from softsym.analysis.goldstone.curvature import (
     CurvatureRatio,
     LossProfiles,
     NearZeroCount,
@@ -22,7 +22,7 @@ from softsym.analysis.goldstone_curvature import (
     loss_profiles,
     near_zero_count,
 )
-from softsym.analysis.null_space import StructuralNullSpace, structural_null_space
+from softsym.analysis.goldstone.null_space import StructuralNullSpace, structural_null_space
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ f(θ + εv_a, x) = f(θ, x + εG_a x) to all orders for ``p4`` (the layer sees W
 whatever the model has learnt. ``method`` is ``linear`` then; ``complete`` is False when some other branch
 reads the 4-vectors (the transformer's pair features), so the action is only partly reproduced. Otherwise
 (relative features, or a generator that turns the jet frame) the least-squares fit below is used
-(``method="fit"``). ``softsym.analysis.goldstone_checks.direction_error`` measures either at the output.
+(``method="fit"``). ``softsym.analysis.goldstone.checks.direction_error`` measures either at the output.
 
 **Least-squares directions.** A generator G_a moves each particle's 4-vector by G_a x; through the
 feature map this moves the input of the model's first linear layer h = W u + b by a tangent t_a(u)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hydra.errors import CompactHydraException, MissingConfigException
 
-from softsym.config_check import OPEN_MAPPINGS, dotted_keys, unknown_option_message
+from softsym.config.check import OPEN_MAPPINGS, dotted_keys, unknown_option_message
 
 
 def command_line_overrides(argv: Sequence[str]) -> list[str]:

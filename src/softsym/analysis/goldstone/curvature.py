@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from softsym.analysis.goldstone import SymmetryDirections
+from softsym.analysis.goldstone.directions import SymmetryDirections
 
 
 def unit_directions(directions: SymmetryDirections | np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 ``check_config(config, overrides)`` takes the job's resolved config as plain mappings (no Hydra, no
 OmegaConf) and raises one ``ConfigError`` naming each bad option, its value and what is expected:
 
-- ``softsym.config_schema.SCHEMA``: option → type, range or choices (names chosen from a registry are
+- ``softsym.config.schema.SCHEMA``: option → type, range or choices (names chosen from a registry are
   checked against it). An option of the table that a config does not
   have is not checked (the data sources differ in their keys); values left as ``???`` are required.
 - relations between options (``check_relations``): ``model.size`` among ``model.sizes`` and its keys the
@@ -24,7 +24,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from softsym.config_schema import PENALTY_NAMES, SCHEMA, list_of, number, one_of
+from softsym.config.schema import PENALTY_NAMES, SCHEMA, list_of, number, one_of
 
 MISSING = "???"
 # Mappings whose keys the user chooses: new keys may be added there with +key=value.

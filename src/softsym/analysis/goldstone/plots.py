@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softsym.analysis.goldstone_curvature import LossProfiles
+from softsym.analysis.goldstone.curvature import LossProfiles
 from softsym.plotting import new_figure, save_figure, styled
 
 

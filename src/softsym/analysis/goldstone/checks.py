@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from softsym.analysis.goldstone import SymmetryDirections
+from softsym.analysis.goldstone.directions import SymmetryDirections
 from softsym.analysis.matvec import parameter_layout
 from softsym.data.jets import move_batch
 from softsym.models.base import logits_from_p4

@@ -1,6 +1,6 @@
 """The table of a job's options: option → type, range or choices (``SCHEMA``), and the ``Spec`` builders it
 is written with. Names chosen from a registry (stages, data sources, models, penalties, symmetries,
-perturbations) are read from it when first checked. ``softsym.config_check`` applies the table."""
+perturbations) are read from it when first checked. ``softsym.config.check`` applies the table."""
 
 from __future__ import annotations
 

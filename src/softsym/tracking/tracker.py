@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from softsym.run_status import end_run, process_tags
+from softsym.tracking.run_status import end_run, process_tags
 
 log = logging.getLogger(__name__)
 _ALLOWED = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
