@@ -16,9 +16,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from softsym.atomic import AtomicWriteError, write_text_atomic
+from softsym.tracking import MlflowTracker
 from softsym.tracking.interrupts import JobInterrupted, interrupt_on_signals
 from softsym.tracking.run_status import process_alive, stale_run_reason
-from softsym.tracking import MlflowTracker
 from softsym.training.loop import save_checkpoint
 
 

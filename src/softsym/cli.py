@@ -40,11 +40,11 @@ def job_tags(cfg: DictConfig, stages: list[str]) -> dict[str, str]:
 
 
 def run_job(cfg: DictConfig, run_dir: Path) -> None:
-    from softsym.tracking.provenance import input_files, input_tags, source_commit
     from softsym.config.job_key import config_hash, finished_run
     from softsym.stages import STAGES
     from softsym.stages.context import StageContext, job_device
     from softsym.tracking import CONFIG_HASH_TAG, MlflowTracker, NullTracker, Tracker, check_reachable, flatten
+    from softsym.tracking.provenance import input_files, input_tags, source_commit
     from softsym.training.distributed import init_distributed
 
     stages = stage_plan(cfg)
@@ -108,9 +108,9 @@ def app(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     from softsym.config.check import ConfigError
     from softsym.data.errors import DataError
-    from softsym.tracking.interrupts import JobInterrupted, interrupt_on_signals
     from softsym.registry import UnknownNameError
     from softsym.tracking import TrackingError
+    from softsym.tracking.interrupts import JobInterrupted, interrupt_on_signals
     from softsym.training.loop import CheckpointError
 
     try:

@@ -1,5 +1,6 @@
 """softsym's sweeper (``hydra/sweeper=grid``): Hydra's basic grid sweeper whose configured grid gives way to
-a sweep typed on the command line (``softsym.config.sweeper``). Hydra instantiates plugins only from ``hydra_plugins``."""
+a sweep typed on the command line (``softsym.config.sweeper``). Hydra instantiates plugins only from
+``hydra_plugins``."""
 
 from __future__ import annotations
 

@@ -80,9 +80,9 @@ def clear_slots(out: np.ndarray, slots: np.ndarray) -> None:
 def pad_chunk(chunk: Chunk, p4_out: np.ndarray, mask_out: np.ndarray, scalars_out: np.ndarray) -> int:
     """Write the kept rows of ``chunk`` into ``p4_out [m, P, 4]``, ``mask_out``, ``scalars_out [m, P, S]``.
 
-    Constituents end up sorted by pT (of their float32 values), truncated to P; ``mask_out`` is overwritten. Only the slots of real
-    constituents are written in ``p4_out`` and ``scalars_out``: the others must hold zeros already. Returns
-    the number of jets that had more than P constituents.
+    Constituents end up sorted by pT (of their float32 values), truncated to P; ``mask_out`` is overwritten.
+    Only the slots of real constituents are written in ``p4_out`` and ``scalars_out``: the others must hold
+    zeros already. Returns the number of jets that had more than P constituents.
     """
     m, n_particles = mask_out.shape
     if not all(a.flags.c_contiguous for a in (p4_out, mask_out, scalars_out)):

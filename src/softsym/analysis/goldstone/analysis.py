@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softsym.analysis.goldstone.directions import GoldstoneOverlap, SymmetryDirections, goldstone_overlap, symmetry_directions
 from softsym.analysis.goldstone.checks import DirectionCheck, direction_error
 from softsym.analysis.goldstone.curvature import (
     CurvatureRatio,
@@ -21,6 +20,12 @@ from softsym.analysis.goldstone.curvature import (
     curvature_ratio,
     loss_profiles,
     near_zero_count,
+)
+from softsym.analysis.goldstone.directions import (
+    GoldstoneOverlap,
+    SymmetryDirections,
+    goldstone_overlap,
+    symmetry_directions,
 )
 from softsym.analysis.goldstone.null_space import StructuralNullSpace, structural_null_space
 
