@@ -45,19 +45,12 @@ def run_job(cfg: DictConfig, run_dir: Path) -> None:
     from softsym.stages.context import StageContext, job_device
     from softsym.tracking import CONFIG_HASH_TAG, MlflowTracker, NullTracker, Tracker, check_reachable, flatten
     from softsym.tracking.provenance import input_files, input_tags, source_commit
-    from softsym.training.distributed import init_distributed
+    from softsym.training.distributed import from_rank_zero, init_distributed
 
     stages = stage_plan(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.model.name}-{cfg.penalty.name}-l{cfg.penalty['lambda']}-s{cfg.seed}"
     digest = config_hash(resolved)
-    if not cfg.get("rerun", False):
-        check_reachable(cfg.mlflow.tracking_uri, cfg.mlflow.connect_timeout)
-        done = finished_run(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, digest)
-        if done is not None:
-            log.info("job %s skipped: this configuration finished in run %s of experiment %s (config_hash %s); "
-                     "rerun=true runs it again", run_name, done, cfg.mlflow.experiment_name, digest)
-            return
     rank = 0
     if cfg.train.strategy == "ddp":
         rank, _ = init_distributed(job_device(cfg))
@@ -65,6 +58,16 @@ def run_job(cfg: DictConfig, run_dir: Path) -> None:
             stages = [s for s in stages if s in ("data", "train")]
     elif cfg.train.strategy != "single":
         raise ValueError(f"train.strategy={cfg.train.strategy!r}: expected 'single' or 'ddp'")
+    if not cfg.get("rerun", False):
+        done = None
+        if rank == 0:  # only rank 0 touches the store (parallel SQLite schema creation collides)
+            check_reachable(cfg.mlflow.tracking_uri, cfg.mlflow.connect_timeout)
+            done = finished_run(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, digest)
+        done = from_rank_zero(done)
+        if done is not None:
+            log.info("job %s skipped: this configuration finished in run %s of experiment %s (config_hash %s); "
+                     "rerun=true runs it again", run_name, done, cfg.mlflow.experiment_name, digest)
+            return
     tracker: Tracker = NullTracker() if rank else MlflowTracker(
         cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, connect_timeout=cfg.mlflow.connect_timeout,
         spool_dir=run_dir, max_job_hours=cfg.mlflow.get("max_job_hours"))

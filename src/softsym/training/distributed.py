@@ -27,6 +27,15 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return rank_and_world()
 
 
+def from_rank_zero(value):
+    """``value`` as rank 0 has it, on every rank (itself outside a process group): one decision for all."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def local_device(device: torch.device) -> torch.device:
     """One GPU per process: cuda:LOCAL_RANK."""
     if device.type == "cuda":
