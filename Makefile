@@ -25,9 +25,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 
-# Generate (or reuse) the experiment's jets once, before parallel jobs start (logged to <experiment>-data).
+# Generate (or reuse) the experiment's jets once, before parallel jobs start (logged to <experiment>-data;
+# rerun=true: the shards it reuses are checked every time, even when an earlier data job finished).
 data: setup
-	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data] mlflow.experiment_name=$(EXPERIMENT)-data
+	$(BIN)/softsym experiment=$(EXPERIMENT) stages=[data] mlflow.experiment_name=$(EXPERIMENT)-data rerun=true
 
 # The study: data -> every (arm, model, seed) job, $(JOBS) at a time -> the learning curve -> report. Wall time is printed at the end.
 reproduce: setup
