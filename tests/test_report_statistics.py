@@ -200,3 +200,40 @@ def test_options_load_and_validate(tmp_path):
         load_options(overrides=["report.alpha=2"])
     with pytest.raises(ValueError, match="unpaired"):
         load_options(overrides=["report.unpaired=maybe"])
+
+
+def test_controls_and_learning_curve_points_stay_out_of_the_baseline():
+    """The weight-decay control has no penalty but is no baseline; learning-curve runs (data.max_train_jets
+    set) share seeds with the main grid but are never paired with it; a re-run (same config_hash) replaces
+    the earlier run; the outside-group robustness loss is the primary robustness endpoint."""
+    from softsym.report.claims import latest_per_job, main_grid
+
+    seeds = range(4)
+
+    def arm(penalty, lam, control, auc, gc, size="None", decay=1e-4):
+        return _runs("pfn", penalty, lam, seeds, test_auc=auc, geometric_complexity=gc, control=control,
+                     robust_outside_auc_loss=[0.01] * 4, robust_rotation_auc_loss=[0.02] * 4,
+                     **{"data.max_train_jets": size, "train.weight_decay": decay})
+
+    runs = pd.concat([
+        arm("none", 0.0, "none", [0.90, 0.91, 0.92, 0.93], [3.0, 3.1, 3.2, 3.3]),
+        arm("none", 0.0, "weight_decay", [0.90, 0.91, 0.92, 0.93], [1.0, 1.1, 1.2, 1.3], decay=0.3),
+        arm("none", 0.0, "none", [0.70, 0.71, 0.72, 0.73], [9.0, 9.1, 9.2, 9.3], size="600"),
+        arm("lorentz", 0.01, "none", [0.90, 0.91, 0.92, 0.93], [2.0, 2.1, 2.2, 2.3]),
+    ])
+    grouped = with_group_columns(runs)
+    assert set(grouped.penalty) == {"none", "weight_decay", "lorentz"}
+    assert grouped.loc[grouped.penalty == "weight_decay", "lambda"].eq(0.3).all()
+    grid = main_grid(grouped)
+    assert len(grid) == 12 and not grid["data.max_train_jets"].eq("600").any()
+    table = claims_table(grid, OPTIONS)
+    gc = table[table.metric == "geometric_complexity"].set_index("penalty")
+    # against the baseline's GC 3.0..3.3 (the 600-jet points with GC 9 are not averaged in): mean log ratio
+    ratios = np.array([1.0, 1.1, 1.2, 1.3]) / [3.0, 3.1, 3.2, 3.3]
+    assert gc.loc["weight_decay", "delta"] == pytest.approx(np.log(ratios).mean())
+    endpoint = table[table.penalty == "lorentz"].set_index("metric").endpoint
+    assert endpoint["robust_outside_auc_loss"] == "primary" and endpoint["robust_rotation_auc_loss"] == "secondary"
+
+    reruns = pd.DataFrame({"config_hash": ["a", "b", "a"], "start_time": [1, 2, 3], "model": "pfn",
+                           "penalty": "none", "lambda": "0", "form": "", "seed": "0", "control": "none"})
+    assert latest_per_job(reruns).start_time.tolist() == [2, 3]

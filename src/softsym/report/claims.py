@@ -65,22 +65,57 @@ def claims_for(columns) -> list[Claim]:
             extra.append(Claim("generalisation", c, +1, f"higher AUC on evaluation set {c[5:-4]}"))
         elif c.startswith("eval_") and c.endswith("_gap"):
             extra.append(Claim("generalisation", c, -1, f"smaller AUC gap to evaluation set {c[5:-4]}"))
-        elif c.startswith("robust_") and c.endswith("_loss"):
-            extra.append(Claim("robustness", c, -1, f"smaller mean AUC loss under {c[7:-5]}"))
+        elif c.startswith("robust_") and c.endswith("_loss") and not c.startswith("robust_eval_"):
+            subject = c[7:].removesuffix("_loss").removesuffix("_auc")
+            what = {"outside": "the perturbations outside the penalised group",
+                    "inside": "the perturbations inside the penalised group"}.get(subject, subject)
+            extra.append(Claim("robustness", c, -1, f"smaller mean AUC loss under {what}"))
     return [c for c in STATIC_CLAIMS if c.metric in columns] + extra
 
 
+def latest_per_job(runs: pd.DataFrame) -> pd.DataFrame:
+    """A re-run of the same job supersedes the earlier one, finished or not: the same ``config_hash`` tag
+    (the resolved config without volatile keys), else, for runs logged without it, the same (model,
+    penalty, λ, form, control, seed)."""
+    runs = runs.sort_values("start_time")
+    key = runs.get("config_hash", pd.Series("", index=runs.index)).fillna("")
+    legacy = runs[["model", "penalty", "lambda", "form", "seed"]].astype(str).agg("|".join, axis=1)
+    if "control" in runs:
+        legacy = legacy + "|" + runs["control"].astype(str)
+    return runs[~key.where(key != "", legacy).duplicated(keep="last")]
+
+
+def main_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """The study's runs at its full training size: learning-curve points (``data.max_train_jets`` set) are
+    drawn in their own plot and never paired with, or averaged into, the main grid's runs."""
+    if "data.max_train_jets" not in runs:
+        return runs
+    size = runs["data.max_train_jets"].astype(str).str.strip().str.lower()
+    return runs[size.isin(("none", "null", "nan", ""))]
+
+
 def with_group_columns(runs: pd.DataFrame) -> pd.DataFrame:
-    """Normalise λ to float, call every λ = 0 run the baseline (``penalty = none``), and add the robustness
-    loss ``robust_<p>_loss = test_auc − robust_<p>_aurc``: how much AUC the perturbation costs on average over
-    its strength grid, so a claim about robustness is not a claim about clean accuracy in disguise."""
+    """Normalise λ to float, call every λ = 0 run without a control the baseline (``penalty = none``), name
+    the control arms by their ``control`` tag (the weight-decay control has no penalty but is no baseline:
+    ``penalty = weight_decay``, λ = its ``train.weight_decay``), and, for runs that did not log the robustness
+    stage's own ``robust_<p>_auc_loss``, add ``robust_<p>_loss = test_auc − robust_<p>_aurc``: how much AUC the
+    perturbation costs on average over its strength grid, so a claim about robustness is not a claim about
+    clean accuracy in disguise."""
     runs = runs.copy()
     if "test_auc" in runs:
         for column in [c for c in runs.columns if c.startswith("robust_") and c.endswith("_aurc")]:
-            runs[column[:-5] + "_loss"] = runs["test_auc"] - runs[column]
+            if column[:-5] + "_auc_loss" not in runs:
+                runs[column[:-5] + "_loss"] = runs["test_auc"] - runs[column]
     runs["lambda"] = pd.to_numeric(runs["lambda"], errors="coerce").fillna(0.0)
-    runs.loc[runs["lambda"] == 0.0, "penalty"] = "none"
-    runs.loc[runs["penalty"] == "none", "lambda"] = 0.0
+    control = runs["control"].fillna("none") if "control" in runs else pd.Series("none", index=runs.index)
+    plain = control.isin(("none", ""))
+    runs.loc[plain & (runs["lambda"] == 0.0), "penalty"] = "none"
+    runs.loc[plain & (runs["penalty"] == "none"), "lambda"] = 0.0
+    decay = control == "weight_decay"
+    if decay.any():
+        runs.loc[decay, "penalty"] = "weight_decay"
+        if "train.weight_decay" in runs:
+            runs.loc[decay, "lambda"] = pd.to_numeric(runs.loc[decay, "train.weight_decay"], errors="coerce")
     return runs
 
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from softsym.atomic import write_text_atomic
 from softsym.report import plots
-from softsym.report.claims import CLAIMS_CSV_COLUMNS, claims_table, with_group_columns
+from softsym.report.claims import CLAIMS_CSV_COLUMNS, claims_table, latest_per_job, main_grid, with_group_columns
 from softsym.report.collect import download_npz, parent_runs
 from softsym.report.correlations import CORRELATIONS_CSV_COLUMNS, correlation_table
 from softsym.report.learning_curves import plot_learning_curves
@@ -82,13 +82,12 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, options: 
     runs = parent_runs(client, experiment)
     if runs.empty:
         raise ValueError(f"MLflow experiment {experiment!r} has no runs yet")
-    # A re-run of the same job (model, penalty, λ, form, seed) supersedes the earlier one, finished or not.
-    runs = runs.sort_values("start_time").drop_duplicates(["model", "penalty", "lambda", "form", "seed"], keep="last")
+    runs = latest_per_job(runs)
     finished = with_group_columns(runs[runs["status"] == "FINISHED"])
     failed = runs[runs["status"] != "FINISHED"]
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    claims = claims_table(finished, options) if not finished.empty else claims_table(pd.DataFrame(
+    claims = claims_table(main_grid(finished), options) if not finished.empty else claims_table(pd.DataFrame(
         columns=["model", "penalty", "lambda", "seed"]), options)
     correlations = correlation_table(finished, options) if not finished.empty else \
         pd.DataFrame(columns=list(CORRELATIONS_CSV_COLUMNS))
@@ -112,7 +111,8 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, options: 
     lines += ["## Results (mean ± std over seeds; `*_se`: mean per-run standard error)", "",
               "`seeds` is n per group; `_se` columns are the per-run test-set errors (DeLong for AUC, binomial "
               "for 1/ε_B) averaged over the group's runs.", ""]
-    lines += [markdown_table(results_table(finished, options)) if not finished.empty else "No finished runs.", ""]
+    lines += [markdown_table(results_table(main_grid(finished), options)) if not finished.empty else
+              "No finished runs.", ""]
     lines += ["## Failed runs", ""]
     if failed.empty:
         lines += ["None.", ""]

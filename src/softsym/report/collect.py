@@ -10,8 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from softsym.tracking.run_status import reported_status
 
-# Parameters of the job's resolved config shown in plot legends (the dataset's pT window).
-DATASET_PARAMS = ("data.pt_min", "data.pt_max")
+# Parameters of the job's resolved config the report reads: the dataset's pT window (plot legends), the
+# training-set size of a learning-curve point and the weight decay of the weight-decay control.
+DATASET_PARAMS = ("data.pt_min", "data.pt_max", "data.max_train_jets", "train.weight_decay")
 
 
 def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
@@ -38,7 +39,8 @@ def parent_runs(client: MlflowClient, experiment_name: str) -> pd.DataFrame:
                 "run_id": run.info.run_id, "run_name": run.info.run_name, "status": status,
                 "model": tags.get("model", "?"), "penalty": tags.get("penalty", "?"),
                 "lambda": tags.get("lambda", "0"), "form": tags.get("form", ""), "seed": tags.get("seed", "?"),
-                "data": tags.get("data", ""), "error": error, "start_time": run.info.start_time,
+                "data": tags.get("data", ""), "control": tags.get("control", "none"),
+                "config_hash": tags.get("config_hash", ""), "error": error, "start_time": run.info.start_time,
                 "end_time": run.info.end_time,
                 **{k: run.data.params[k] for k in DATASET_PARAMS if k in run.data.params},
                 **run.data.metrics,
