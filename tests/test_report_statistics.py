@@ -234,6 +234,25 @@ def test_controls_and_learning_curve_points_stay_out_of_the_baseline():
     endpoint = table[table.penalty == "lorentz"].set_index("metric").endpoint
     assert endpoint["robust_outside_auc_loss"] == "primary" and endpoint["robust_rotation_auc_loss"] == "secondary"
 
-    reruns = pd.DataFrame({"config_hash": ["a", "b", "a"], "start_time": [1, 2, 3], "model": "pfn",
+    reruns = pd.DataFrame({"config_hash": ["a", "b", "a", "b"], "start_time": [1, 2, 3, 4], "model": "pfn",
+                           "status": ["FINISHED", "FINISHED", "FINISHED", "KILLED"],
                            "penalty": "none", "lambda": "0", "form": "", "seed": "0", "control": "none"})
-    assert latest_per_job(reruns).start_time.tolist() == [2, 3]
+    assert sorted(latest_per_job(reruns).start_time) == [2, 3]  # a killed re-run keeps the finished one
+
+
+def test_ties_infinities_and_the_violation_of_the_penalised_symmetry():
+    """Identical differences have no t statistic (the sign-flip p is used); a non-finite value (1/ε_B = inf)
+    drops its pair instead of zeroing the comparison; a rotation arm is compared on the rotation violation."""
+    tied = paired_difference([0.91, 0.92, 0.93], [0.81, 0.82, 0.83])
+    assert tied.p_value == pytest.approx(0.25) and tied.p_value == tied.p_sign_flip
+    with_inf = paired_difference([np.inf, 50, 61, 70, 82], [10, 11, 12, 13, 14], log_scale=True)
+    assert with_inf.n_pairs == 4 and with_inf.delta > 1 and with_inf.p_value < 0.01
+    seeds = range(4)
+    runs = with_group_columns(pd.concat([
+        _runs("pfn", "none", 0.0, seeds, symmetry_violation=[50.0, 60, 70, 80],
+              symmetry_violation_rotation=[1.0, 1.1, 1.2, 1.3]),
+        _runs("pfn", "rotation", 0.1, seeds, symmetry_violation=[0.5, 0.55, 0.6, 0.65],
+              symmetry_violation_rotation=[0.5, 0.55, 0.6, 0.65]),
+    ]))
+    row = claims_table(runs, OPTIONS).set_index("metric").loc["symmetry_violation"]
+    assert row.delta == pytest.approx(np.log(0.5))  # against the baseline's rotation violation, not its Lorentz one

@@ -43,6 +43,9 @@ def test_metrics_that_can_never_be_sent_are_kept_on_disk(tmp_path, monkeypatch):
         tracker.log_metrics({"test_auc": 0.9})
     kept = [json.loads(line) for line in (tmp_path / "unsent_metrics.jsonl").read_text().splitlines()]
     assert {k["key"] for k in kept} == {"test_auc"}
+    # its metrics are not in the store, so the job is not FINISHED (a resumed sweep runs it again)
+    run = tracker.client.get_run(tracker.parent_id)
+    assert run.info.status == "FAILED" and "could not be sent" in run.data.tags["error"]
 
 
 @pytest.mark.parametrize("implementation", [MlflowTracker, NullTracker])

@@ -62,7 +62,7 @@ def run_job(cfg: DictConfig, run_dir: Path) -> None:
         done = None
         if rank == 0:  # only rank 0 touches the store (parallel SQLite schema creation collides)
             check_reachable(cfg.mlflow.tracking_uri, cfg.mlflow.connect_timeout)
-            done = finished_run(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, digest)
+            done = finished_run(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, digest, source_commit())
         done = from_rank_zero(done)
         if done is not None:
             log.info("job %s skipped: this configuration finished in run %s of experiment %s (config_hash %s); "

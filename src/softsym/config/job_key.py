@@ -34,12 +34,20 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def finished_run(tracking_uri: str, experiment_name: str, digest: str) -> str | None:
-    """The FINISHED parent run of ``experiment_name`` with this config hash, if the store has one."""
+def finished_run(tracking_uri: str, experiment_name: str, digest: str,
+                 source: Mapping[str, str] | None = None) -> str | None:
+    """The FINISHED parent run of ``experiment_name`` with this config hash, if the store has one. With the
+    job's ``source`` (``tracking.provenance.source_commit``), only a run of the same commit counts, and a
+    checkout with uncommitted changes never skips: the code, not only the config, makes the result."""
     from mlflow.tracking import MlflowClient
 
     from softsym.tracking import finished_job_run
 
+    source = source or {}
+    if source.get("source_dirty") == "true":
+        return None
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
-    return None if experiment is None else finished_job_run(client, experiment.experiment_id, digest)
+    if experiment is None:
+        return None
+    return finished_job_run(client, experiment.experiment_id, digest, source.get("mlflow.source.git.commit"))

@@ -155,3 +155,11 @@ def move_batch(batch, device: torch.device | None = None, dtype: torch.dtype | N
     if isinstance(batch, dict):
         return {k: move_batch(v, device, dtype) for k, v in batch.items()}
     return batch
+
+
+def particle_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The rows of the real particles of a per-particle tensor ``[B, P, D]`` (``mask [B, P]``), ``[n, D]``;
+    a tensor that is not per particle is flattened to its last dimension."""
+    if values.dim() >= 3 and tuple(values.shape[:2]) == tuple(mask.shape):
+        return values[mask]
+    return values.reshape(-1, values.shape[-1])

@@ -74,15 +74,17 @@ def claims_for(columns) -> list[Claim]:
 
 
 def latest_per_job(runs: pd.DataFrame) -> pd.DataFrame:
-    """A re-run of the same job supersedes the earlier one, finished or not: the same ``config_hash`` tag
-    (the resolved config without volatile keys), else, for runs logged without it, the same (model,
-    penalty, λ, form, control, seed)."""
-    runs = runs.sort_values("start_time")
+    """One run per job: the latest FINISHED run of it if there is one (a killed re-run does not take a good
+    result away), else its latest run (listed as failed). A job is the same ``config_hash`` tag (the resolved
+    config without volatile keys), else, for runs logged without it, the same (model, penalty, λ, form,
+    control, seed)."""
+    finished = (runs["status"] == "FINISHED") if "status" in runs else pd.Series(True, index=runs.index)
+    runs = runs.assign(_finished=finished).sort_values(["_finished", "start_time"])
     key = runs.get("config_hash", pd.Series("", index=runs.index)).fillna("")
     legacy = runs[["model", "penalty", "lambda", "form", "seed"]].astype(str).agg("|".join, axis=1)
     if "control" in runs:
         legacy = legacy + "|" + runs["control"].astype(str)
-    return runs[~key.where(key != "", legacy).duplicated(keep="last")]
+    return runs[~key.where(key != "", legacy).duplicated(keep="last")].drop(columns="_finished")
 
 
 def main_grid(runs: pd.DataFrame) -> pd.DataFrame:
@@ -146,6 +148,14 @@ def _per_seed(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         .groupby("seed")[metrics].mean()
 
 
+def _paired_metric(metric: str, penalty: str, columns) -> str:
+    """The violation of the symmetry the penalised group imposes, measured alike on its baseline: each run's
+    ``symmetry_violation`` is that of its own symmetry (a baseline measures ``lorentz``), so a rotation arm
+    is compared on ``symmetry_violation_rotation`` for both."""
+    specific = f"{metric}_{penalty}"
+    return specific if metric == "symmetry_violation" and specific in columns else metric
+
+
 def compare(penalised: pd.Series, baseline: pd.Series, claim: Claim, *, unpaired: str) -> Difference:
     """Paired comparison over the seeds in common; Welch only when ``unpaired = welch`` and no seed is
     shared; otherwise a comparison that tests nothing."""
@@ -168,13 +178,16 @@ def claims_table(runs: pd.DataFrame, options: ReportOptions | None = None,
     claims = claims_for(runs.columns) if claims is None else claims
     matched = accuracy_matched(runs, tolerance=options.matched_auc_tolerance)
     rows = []
-    metrics = list(dict.fromkeys(c.metric for c in claims))
+    metrics = list(dict.fromkeys([*(c.metric for c in claims),
+                                  *(c for c in runs.columns if c.startswith("symmetry_violation_"))]))
     for model, model_runs in runs.groupby("model"):
         base_seeds = _per_seed(model_runs[model_runs["penalty"] == "none"], metrics)
         for (penalty, lam), group in model_runs[model_runs["penalty"] != "none"].groupby(["penalty", "lambda"]):
             group_seeds = _per_seed(group, metrics)
             for claim in claims:
-                a, b = group_seeds[claim.metric].dropna(), base_seeds[claim.metric].dropna()
+                metric = _paired_metric(claim.metric, penalty, group_seeds.columns)
+                a = group_seeds[metric].replace([np.inf, -np.inf], np.nan).dropna()
+                b = base_seeds[metric].replace([np.inf, -np.inf], np.nan).dropna()
                 if a.empty or b.empty:
                     continue
                 diff = compare(a, b, claim, unpaired=options.unpaired)

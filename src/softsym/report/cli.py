@@ -89,7 +89,7 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, options: 
 
     claims = claims_table(main_grid(finished), options) if not finished.empty else claims_table(pd.DataFrame(
         columns=["model", "penalty", "lambda", "seed"]), options)
-    correlations = correlation_table(finished, options) if not finished.empty else \
+    correlations = correlation_table(main_grid(finished), options) if not finished.empty else \
         pd.DataFrame(columns=list(CORRELATIONS_CSV_COLUMNS))
     figures = draw_figures(finished, run_arrays(client, finished["run_id"]), correlations, options, out_dir) \
         if not finished.empty else []

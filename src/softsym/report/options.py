@@ -53,7 +53,8 @@ class ReportOptions:
         if endpoint is None or metric not in endpoint.columns(columns):
             return False
         if endpoint.outside_penalised_group and metric.startswith("robust_") and metric.endswith("_loss"):
-            return metric[len("robust_"):-len("_loss")] not in self.symmetry_groups.get(penalty, ())
+            subject = metric[len("robust_"):].removesuffix("_loss").removesuffix("_auc")
+            return subject not in self.symmetry_groups.get(penalty, ())
         return True
 
     def primary_statement(self) -> list[str]:

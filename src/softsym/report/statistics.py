@@ -63,20 +63,27 @@ def sign_flip_p_value(differences: np.ndarray, *, seed: int = 0) -> float:
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, len(d)))
     means = np.abs(signs @ d) / len(d)
-    return float(np.mean(means >= observed * (1 - 1e-12)))
+    hits = int(np.sum(means >= observed * (1 - 1e-12)))
+    if len(d) <= SIGN_FLIP_EXACT_MAX:
+        return hits / len(signs)
+    return (hits + 1) / (len(signs) + 1)  # Monte Carlo: the observed assignment counts, so p is never 0
 
 
 def paired_difference(penalised, baseline, *, log_scale: bool = False, confidence: float = 0.95) -> Difference:
     """Mean paired difference ``penalised − baseline`` with its t interval, t-test and sign-flip test.
 
-    ``penalised[i]`` and ``baseline[i]`` are one pair (the same seed). Differences below 1e-12 of the values
-    count as zero; a zero spread of the differences gives p = 1 when they are all zero and p = 0 otherwise."""
+    ``penalised[i]`` and ``baseline[i]`` are one pair (the same seed); pairs with a non-finite value (e.g.
+    1/ε_B = inf when no background jet passes the cut) are left out. Differences below 1e-12 of the values
+    count as zero; a zero spread of the differences (ties: values on a grid, such as chosen bit widths) has
+    no t statistic, so p is then the exact sign-flip p (1 when every difference is zero)."""
     x, y = np.asarray(penalised, dtype=float), np.asarray(baseline, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"paired samples differ in length: {x.shape} and {y.shape}")
     scale = "log" if log_scale else "linear"
     if log_scale and (np.any(x <= 0) or np.any(y <= 0)):
         raise ValueError("log scale needs positive values")
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = x[finite], y[finite]
     xs, ys = _on_scale(x, log_scale), _on_scale(y, log_scale)
     d = xs - ys
     if len(d):  # a difference at rounding level is no difference (e.g. a − c − (b − c) for a = b)
@@ -86,11 +93,10 @@ def paired_difference(penalised, baseline, *, log_scale: bool = False, confidenc
         return _untestable("paired", scale, n, n, n, float(d.mean()) if n else float("nan"))
     delta, sd = float(d.mean()), float(d.std(ddof=1))
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)
-    if sd == 0:
-        p = 1.0 if delta == 0 else 0.0
-    else:
-        p = float(2 * stats.t.sf(abs(delta) / (sd / np.sqrt(n)), n - 1))
-    return Difference("paired", scale, n, n, n, delta, delta - half, delta + half, p, sign_flip_p_value(d))
+    p_sign_flip = sign_flip_p_value(d)
+    tied = sd <= ROUNDING * float(np.abs(d).max())  # equal differences up to rounding
+    p = p_sign_flip if tied else float(2 * stats.t.sf(abs(delta) / (sd / np.sqrt(n)), n - 1))
+    return Difference("paired", scale, n, n, n, delta, delta - half, delta + half, p, p_sign_flip)
 
 
 def welch_difference(penalised, baseline, *, log_scale: bool = False, confidence: float = 0.95) -> Difference:

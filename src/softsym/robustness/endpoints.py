@@ -15,23 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
-
-def delong_components(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(V10 ``[K, m]``, V01 ``[K, n]``) of the score vectors ``scores [K, N]`` (midranks, ties count ½)."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.atleast_2d(np.asarray(scores, dtype=float))
-    m, n = int(labels.sum()), int((~labels).sum())
-    if m == 0 or n == 0:
-        raise ValueError(f"need both classes, got {m} signal and {n} background jets")
-    v10, v01 = np.empty((len(scores), m)), np.empty((len(scores), n))
-    for k, s in enumerate(scores):
-        pos, neg = s[labels], s[~labels]
-        ranks = rankdata(np.concatenate([pos, neg]))
-        v10[k] = (ranks[:m] - rankdata(pos)) / n
-        v01[k] = 1.0 - (ranks[m:] - rankdata(neg)) / m
-    return v10, v01
+from softsym.training.metrics import delong_components
 
 
 def auc_contrast(labels: np.ndarray, scores: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[float, float]:

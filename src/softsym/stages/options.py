@@ -68,14 +68,14 @@ def eval_sets(ctx) -> dict[str, JetArrays]:
 def study_tags(cfg: DictConfig) -> dict[str, str]:
     """Which arm of a study a job is: ``group`` = baseline | symmetry | control, and ``control`` = none |
     gc | weight_decay (the controls are regularisers without a symmetry). A job without a penalty and with a
-    stronger ``train.weight_decay`` than the baselines' ``train.baseline_weight_decay`` is the weight-decay
+    ``train.weight_decay`` other than the baselines' ``train.baseline_weight_decay`` is the weight-decay
     control."""
     name, weight = cfg.penalty.name, float(cfg.penalty["lambda"])
     default_weight_decay = float(cfg.train.get("baseline_weight_decay", cfg.train.weight_decay))
     if name == "gc" and weight > 0:
         return {"group": "control", "control": "gc"}
     if name in ("none", "gc") or weight == 0:
-        if float(cfg.train.weight_decay) > default_weight_decay:
+        if float(cfg.train.weight_decay) != default_weight_decay:
             return {"group": "control", "control": "weight_decay"}
         return {"group": "baseline", "control": "none"}
     return {"group": "symmetry", "control": "none"}

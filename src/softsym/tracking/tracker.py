@@ -63,10 +63,14 @@ def artifact_location(tracking_uri: str) -> str | None:
     return (db.resolve().parent / "mlartifacts").as_uri()
 
 
-def finished_job_run(client: MlflowClient, experiment_id: str, config_hash: str) -> str | None:
-    """The id of a FINISHED parent run of the experiment tagged with ``config_hash``, if there is one."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.{CONFIG_HASH_TAG} = '{config_hash}' and "
-                              "attributes.status = 'FINISHED'", max_results=1)
+def finished_job_run(client: MlflowClient, experiment_id: str, config_hash: str,
+                     source_commit: str | None = None) -> str | None:
+    """The id of a FINISHED parent run of the experiment tagged with ``config_hash`` (and, when given, made by
+    the same ``source_commit``, so that results of older code are never silently kept), if there is one."""
+    query = f"tags.{CONFIG_HASH_TAG} = '{config_hash}' and attributes.status = 'FINISHED'"
+    if source_commit:
+        query += f" and tags.`mlflow.source.git.commit` = '{source_commit}' and tags.source_dirty = 'false'"
+    runs = client.search_runs([experiment_id], filter_string=query, max_results=1)
     return runs[0].info.run_id if runs else None
 
 
@@ -192,7 +196,12 @@ class MlflowTracker:
             self.flush()
             end_run(self.client, self.parent_id, exc)
             raise
-        self.flush()
+        lost = self.flush()
+        if lost:  # a job whose metrics are not in the store is not finished: it would be skipped forever
+            self.client.set_tag(self.parent_id, "error", f"{lost} metric values could not be sent to the store; "
+                                f"kept in {self.spool_dir / 'unsent_metrics.jsonl'}")
+            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FAILED))
+            return
         self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
 
     @contextlib.contextmanager
@@ -244,18 +253,21 @@ class MlflowTracker:
         self.unsent = [(r, m) for r, m in self.unsent if r not in sent]
         return not self.unsent
 
-    def flush(self) -> None:
-        """Last attempt to send pending metrics; what remains is written next to the job's outputs."""
+    def flush(self) -> int:
+        """Last attempt to send pending metrics; what remains is written next to the job's outputs. Returns
+        the number of values that could not be sent."""
         if self._send_pending() or self.spool_dir is None:
-            return
+            return len(self.unsent)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         path = self.spool_dir / "unsent_metrics.jsonl"
         with open(path, "a") as f:
             for run_id, m in self.unsent:
                 f.write(json.dumps({"run_id": run_id, "key": m.key, "value": m.value, "timestamp": m.timestamp,
                                     "step": m.step}) + "\n")
-        log.error("%d metric values could not be sent to %s; kept in %s", len(self.unsent), self.tracking_uri, path)
+        lost = len(self.unsent)
+        log.error("%d metric values could not be sent to %s; kept in %s", lost, self.tracking_uri, path)
         self.unsent = []
+        return lost
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for run_id in self._targets():

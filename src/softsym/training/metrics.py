@@ -25,6 +25,22 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1)
 
 
+def delong_components(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V10 ``[K, m]``, V01 ``[K, n]``) of the score vectors ``scores [K, N]`` (midranks, ties count ½)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    m, n = int(labels.sum()), int((~labels).sum())
+    if m == 0 or n == 0:
+        raise ValueError(f"need both classes to compute AUC, got {m} signal and {n} background jets")
+    v10, v01 = np.empty((len(scores), m)), np.empty((len(scores), n))
+    for k, s in enumerate(scores):
+        pos, neg = s[labels], s[~labels]
+        ranks = rankdata(np.concatenate([pos, neg]))
+        v10[k] = (ranks[:m] - rankdata(pos)) / n
+        v01[k] = 1.0 - (ranks[m:] - rankdata(neg)) / m
+    return v10, v01
+
+
 def delong_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """AUC and its DeLong standard error (DeLong, DeLong, Clarke-Pearson 1988), in O(n log n) by midranks
     (Sun, Xu 2014): with m signal and n background jets,
@@ -32,15 +48,9 @@ def delong_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
         V10_i = (R_i − R⁺_i) / n     (R: midrank among all jets, R⁺: among signal jets)
         V01_j = 1 − (R_j − R⁻_j) / m (R⁻: among background jets)
         AUC = mean V10,  Var = s²(V10)/m + s²(V01)/n   (s²: sample variance; ties count one half)."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=float)
-    pos, neg = scores[labels], scores[~labels]
-    m, n = len(pos), len(neg)
-    if m == 0 or n == 0:
-        raise ValueError(f"need both classes to compute AUC, got {m} signal and {n} background jets")
-    ranks = rankdata(np.concatenate([pos, neg]))
-    v10 = (ranks[:m] - rankdata(pos)) / n
-    v01 = 1.0 - (ranks[m:] - rankdata(neg)) / m
+    v10, v01 = delong_components(labels, scores)
+    v10, v01 = v10[0], v01[0]
+    m, n = len(v10), len(v01)
     var = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
     return float(v10.mean()), float(np.sqrt(var))
 

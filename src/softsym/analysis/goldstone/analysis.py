@@ -1,8 +1,8 @@
 """The whole pseudo-Goldstone analysis of one trained model, in one call (what the complexity stage runs).
 
-From the Hessian operator and its spectrum analysis: the symmetry directions (``goldstone.py``), their check at
-the output (``goldstone_checks.py``), the overlap with the near-zero eigenspace, the curvature ratio, the loss
-profiles and the absolute near-zero count (``goldstone_curvature.py``), and the structural null space
+From the Hessian operator and its spectrum analysis: the symmetry directions (``directions.py``), their check at
+the output (``checks.py``), the overlap with the near-zero eigenspace, the curvature ratio, the loss
+profiles and the absolute near-zero count (``curvature.py``), and the structural null space
 (``null_space.py``), reported apart.
 """
 

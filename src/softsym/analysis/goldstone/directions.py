@@ -56,7 +56,7 @@ from torch.autograd import forward_ad as fwad
 
 from softsym.analysis.density import quadrature_mass
 from softsym.analysis.matvec import as_matvec, parameter_layout
-from softsym.data.jets import move_batch
+from softsym.data.jets import move_batch, particle_rows
 from softsym.models.base import logits_from_p4
 from softsym.physics import compute_features
 from softsym.physics.symmetries import SYMMETRIES
@@ -159,12 +159,6 @@ def _layer_input_tangent(model: nn.Module, module: nn.Module, batch, tangent_p4:
     return primal, tangent
 
 
-def _rows(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if u.dim() >= 3 and tuple(u.shape[:2]) == tuple(mask.shape):
-        return u[mask]
-    return u.reshape(-1, u.shape[-1])
-
-
 def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str | None = None,
                         param_names: list[str] | None = None, generators=None) -> SymmetryDirections:
     """The directions v_a (module docstring) for the generators of ``symmetry`` (``rotation``, ``boost``,
@@ -202,7 +196,7 @@ def symmetry_directions(model: nn.Module, batches, symmetry: str, *, layer: str 
                 tan_p4 = torch.einsum("bjk,bpk->bpj", gens[:, a].to(dtype), batch.p4)
                 tan_p4 = tan_p4 * batch.mask.unsqueeze(-1).to(dtype)
                 u, du = _layer_input_tangent(model, module, batch, tan_p4)
-                U, T = _rows(u, batch.mask).double(), _rows(du, batch.mask).double()
+                U, T = particle_rows(u, batch.mask).double(), particle_rows(du, batch.mask).double()
                 if has_bias:
                     U = torch.cat([U, torch.ones(U.shape[0], 1, dtype=U.dtype, device=U.device)], 1)
                 if XtX is None:

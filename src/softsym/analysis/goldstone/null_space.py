@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from softsym.data.jets import move_batch
+from softsym.data.jets import move_batch, particle_rows
 from softsym.models.base import logits_from_p4
 from softsym.physics import compute_features
 
@@ -46,12 +46,6 @@ class StructuralNullSpace:
                 "hessian_dead_unit_directions": float(self.dead_unit_directions),
                 "hessian_rescaling_symmetries": float(self.rescaling_symmetries),
                 "hessian_relu_units": float(self.n_relu_units)}
-
-
-def _rows(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if y.dim() >= 3 and tuple(y.shape[:2]) == tuple(mask.shape):
-        return y[mask]
-    return y.reshape(-1, y.shape[-1])
 
 
 def _trace_modules(model: nn.Module, batch):
@@ -127,11 +121,14 @@ def structural_null_space(model: nn.Module, batches, *, seed: int = 0) -> Struct
         events = []
         for batch in batches:
             events = _trace_modules(model, batch)
-            for i, (name, mod, _, out) in enumerate(events):
+            for i, (name, mod, inp, out) in enumerate(events):
                 if isinstance(mod, nn.ReLU):
-                    active = (_rows(out, batch.mask) > 0).any(0)
+                    active = (particle_rows(out, batch.mask) > 0).any(0)
                     alive[name] = alive[name] | active if name in alive else active
-                    prev = events[i - 1][1] if i and isinstance(events[i - 1][1], nn.Linear) else None
+                    # a dead unit's incoming row is flat only when the ReLU reads that Linear's output itself
+                    # (not through a LayerNorm, which couples the units)
+                    direct = i and isinstance(events[i - 1][1], nn.Linear) and inp is events[i - 1][3]
+                    prev = events[i - 1][1] if direct else None
                     nxt = next((m for _, m, _, _ in events[i + 1:] if isinstance(m, nn.Linear)), None)
                     relus[name] = (prev, nxt)
         dead = dead_dirs = 0
