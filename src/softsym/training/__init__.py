@@ -6,13 +6,12 @@ from softsym.training.metrics import (
     binary_metrics,
     classification_metrics,
     probabilities,
-    rejection_at,
     task_loss,
 )
 from softsym.training.predict import predict
 
 __all__ = [
     "FitConfig", "FitResult", "ModelSpec", "binary_metrics", "classification_metrics", "evaluate_loss", "fit",
-    "load_trained_model", "predict", "probabilities", "rejection_at", "resolve_device",
+    "load_trained_model", "predict", "probabilities", "resolve_device",
     "save_checkpoint", "save_trained_model", "task_loss",
 ]

@@ -77,11 +77,6 @@ def rejection_with_error(labels: np.ndarray, scores: np.ndarray, signal_efficien
     return Rejection(1.0 / eps_b, float(np.sqrt((1.0 - eps_b) / passing) / eps_b), int(round(passing)))
 
 
-def rejection_at(labels: np.ndarray, scores: np.ndarray, signal_efficiency: float) -> float:
-    """Background rejection 1/ε_B at the working point with signal efficiency ε_S (interpolated ROC)."""
-    return rejection_with_error(labels, scores, signal_efficiency).value
-
-
 def _rejection_metrics(labels: np.ndarray, scores: np.ndarray, signal_efficiency: float,
                        name: str) -> dict[str, float]:
     rej = rejection_with_error(labels, scores, signal_efficiency)
