@@ -9,7 +9,7 @@ PORT ?= 5000
 # The learning-curve sweep that `make reproduce` runs after the main grid (configs/hparams_search/), if any.
 LEARNING_CURVE ?= $(if $(filter paper,$(EXPERIMENT)),learning_curve,$(if $(filter full,$(EXPERIMENT)),learning_curve_full,))
 
-.PHONY: setup test lint data reproduce sweep report ui mlflow-server mlflow-server-postgres bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
+.PHONY: setup test lint data reproduce strengths sweep report ui mlflow-server mlflow-server-postgres bench bench-hessian bench-loader bench-generator bench-models bench-penalty clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,24 @@ reproduce: setup
 	  hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1 &&) \
 	$(BIN)/softsym-report --experiment $(EXPERIMENT) && \
 	echo "make reproduce EXPERIMENT=$(EXPERIMENT): $$(( $$(date +%s) - start )) s wall time"
+
+# The arms' strengths at the experiment's size (README, "Choosing the strengths"): the baseline, the Lorentz
+# penalty, the GC regulariser and weight decay at several strengths, train + complexity, on seeds the study
+# does not use; then the report, whose "Strengths of the arms" section gives each arm's validation-AUC cost and
+# GC against the baseline and the controls' GC against the matched Lorentz arm.
+STRENGTH_MODELS ?= pfn,mlp
+STRENGTH_SEEDS ?= 5,6,7
+LORENTZ_LAMBDAS ?= 0.001,0.003,0.01
+GC_LAMBDAS ?= 0.001,0.003,0.01,0.03
+WEIGHT_DECAYS ?= 1,3,10
+STRENGTH_JOBS = experiment=$(EXPERIMENT) mlflow.experiment_name=$(EXPERIMENT)-strengths stages=[data,train,complexity] \
+  model=$(STRENGTH_MODELS) seed=$(STRENGTH_SEEDS) hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1
+strengths: data
+	$(BIN)/softsym -m $(STRENGTH_JOBS) arm=baseline
+	$(BIN)/softsym -m $(STRENGTH_JOBS) arm=lorentz_matched penalty.lambda=$(LORENTZ_LAMBDAS)
+	$(BIN)/softsym -m $(STRENGTH_JOBS) arm=gc penalty.lambda=$(GC_LAMBDAS)
+	$(BIN)/softsym -m $(STRENGTH_JOBS) arm=weight_decay train.weight_decay=$(WEIGHT_DECAYS)
+	$(BIN)/softsym-report --experiment $(EXPERIMENT)-strengths
 
 sweep: setup
 	$(BIN)/softsym -m experiment=$(EXPERIMENT) hparams_search=lambda_sweep hydra/launcher=local_parallel \

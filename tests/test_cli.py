@@ -84,8 +84,8 @@ def test_data_and_train_with_lorentz_penalty_log_to_mlflow(tmp_path, jetclass_fi
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["penalty"] == "lorentz" and parent.data.tags["model"] == "pfn"
-    for key in ("test_auc", "test_acc", "test_rej30", "test_rej50", "symmetry_violation", "data_n_train",
-                "data_signal_frac", "data_dropped_jets", "model_n_params"):
+    for key in ("test_auc", "test_acc", "test_rej30", "test_rej50", "val_auc", "val_auc_se", "symmetry_violation",
+                "data_n_train", "data_signal_frac", "data_dropped_jets", "model_n_params"):
         assert key in job_metrics(client, parent), key
     assert len(client.get_metric_history(parent.info.run_id, "val_loss")) == 2
     assert parent.data.params["penalty.lambda"] == "0.1"

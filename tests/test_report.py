@@ -82,7 +82,7 @@ def test_report_from_mlflow_lists_failed_runs_and_writes_plots(tmp_path):
     assert "rests on 19 background jets" in text
     made = {p.name for p in out.iterdir()}
     assert {"roc.png", "robust_rotation.png", "prune.png", "hessian_spectrum.png", "claims.csv",
-            "correlations.csv", "correlation_geometric_complexity.png"} <= made
+            "correlations.csv", "strengths.csv", "correlation_geometric_complexity.png"} <= made
     claims = pd.read_csv(out / "claims.csv")
     assert tuple(claims.columns) == CLAIMS_CSV_COLUMNS
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}

@@ -141,7 +141,7 @@ def accuracy_matched(runs: pd.DataFrame, *, tolerance: float) -> dict[tuple, boo
     return out
 
 
-def _per_seed(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def per_seed(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """The metrics per seed (a seed run twice under names that mean the same group, e.g. λ = 0 of two
     penalties, counts once with its mean)."""
     return frame[["seed", *metrics]].apply(lambda c: c if c.name == "seed" else pd.to_numeric(c, errors="coerce")) \
@@ -181,9 +181,9 @@ def claims_table(runs: pd.DataFrame, options: ReportOptions | None = None,
     metrics = list(dict.fromkeys([*(c.metric for c in claims),
                                   *(c for c in runs.columns if c.startswith("symmetry_violation_"))]))
     for model, model_runs in runs.groupby("model"):
-        base_seeds = _per_seed(model_runs[model_runs["penalty"] == "none"], metrics)
+        base_seeds = per_seed(model_runs[model_runs["penalty"] == "none"], metrics)
         for (penalty, lam), group in model_runs[model_runs["penalty"] != "none"].groupby(["penalty", "lambda"]):
-            group_seeds = _per_seed(group, metrics)
+            group_seeds = per_seed(group, metrics)
             for claim in claims:
                 metric = _paired_metric(claim.metric, penalty, group_seeds.columns)
                 a = group_seeds[metric].replace([np.inf, -np.inf], np.nan).dropna()

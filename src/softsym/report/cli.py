@@ -1,5 +1,5 @@
 """``softsym-report``: turn an MLflow experiment's runs into ``reports/<experiment>/summary.md``, ``claims.csv``,
-``correlations.csv`` and plots."""
+``correlations.csv``, ``strengths.csv`` and plots."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from softsym.report.correlations import CORRELATIONS_CSV_COLUMNS, correlation_ta
 from softsym.report.learning_curves import plot_learning_curves
 from softsym.report.options import ReportOptions, load_options
 from softsym.report.prediction_checks import prediction_section
+from softsym.report.strengths import STRENGTH_COLUMNS, strength_table, strengths_section
 from softsym.report.summary import (
     background_warnings,
     claims_section,
@@ -95,15 +96,19 @@ def write_report(client: MlflowClient, experiment: str, out_dir: Path, options: 
         if not finished.empty else []
     write_text_atomic(out_dir / "claims.csv", claims[list(CLAIMS_CSV_COLUMNS)].to_csv(index=False))
     write_text_atomic(out_dir / "correlations.csv", correlations.to_csv(index=False))
+    strengths = strength_table(main_grid(finished), options) if not finished.empty else \
+        pd.DataFrame(columns=list(STRENGTH_COLUMNS))
+    write_text_atomic(out_dir / "strengths.csv", strengths.to_csv(index=False))
 
     lines = [f"# softsym report: `{experiment}`", "",
              f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {client.tracking_uri}.", ""]
     if not runs.empty and runs["end_time"].notna().any():
         wall = (runs["end_time"].max() - runs["start_time"].min()) / 60_000
         lines += [f"Runs: {len(finished)} finished, {len(failed)} failed; wall time of the runs {wall:.1f} min.", ""]
-    lines += ["Machine-readable: [claims.csv](claims.csv) (every comparison, one row each) and "
-              "[correlations.csv](correlations.csv).", ""]
+    lines += ["Machine-readable: [claims.csv](claims.csv) (every comparison, one row each), "
+              "[correlations.csv](correlations.csv) and [strengths.csv](strengths.csv).", ""]
     lines += claims_section(claims, options)
+    lines += strengths_section(strengths, options)
     warnings = background_warnings(finished, options) if not finished.empty else []
     if warnings:
         lines += ["## Warnings", "", *warnings, ""]

@@ -31,6 +31,7 @@ class PrimaryEndpoint:
 class ReportOptions:
     alpha: float = 0.05
     matched_auc_tolerance: float = 0.01
+    comparable_gc_factor: float = 1.5
     unpaired: str = "none"
     min_background_jets: int = 100
     bootstrap: int = 2000
@@ -47,6 +48,8 @@ class ReportOptions:
             raise ValueError(f"report.unpaired must be one of {UNPAIRED_CHOICES}, got {self.unpaired!r}")
         if self.matched_auc_tolerance < 0:
             raise ValueError(f"report.matched_auc_tolerance must be >= 0, got {self.matched_auc_tolerance}")
+        if not self.comparable_gc_factor > 1:
+            raise ValueError(f"report.comparable_gc_factor must be > 1, got {self.comparable_gc_factor}")
 
     def is_primary(self, family: str, metric: str, columns: Iterable[str], penalty: str) -> bool:
         endpoint = self.primary.get(family)
@@ -84,8 +87,8 @@ def load_options(path: Path | None = None, overrides: Sequence[str] = ()) -> Rep
         dotlist = OmegaConf.from_dotlist([o[len("report."):] for o in overrides])
         base = OmegaConf.merge(base, dotlist)
     raw = OmegaConf.to_container(base, resolve=True)
-    known = {"alpha", "matched_auc_tolerance", "unpaired", "min_background_jets", "bootstrap", "primary",
-             "symmetry_groups", "correlations"}
+    known = {"alpha", "matched_auc_tolerance", "comparable_gc_factor", "unpaired", "min_background_jets",
+             "bootstrap", "primary", "symmetry_groups", "correlations"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"unknown report option(s) {unknown}; expected {sorted(known)}")
@@ -93,8 +96,8 @@ def load_options(path: Path | None = None, overrides: Sequence[str] = ()) -> Rep
                                        bool(spec.get("outside_penalised_group", False)))
                for family, spec in (raw.get("primary") or {}).items()}
     correlations = raw.get("correlations") or {}
-    types = {"alpha": float, "matched_auc_tolerance": float, "unpaired": str, "min_background_jets": int,
-             "bootstrap": int}
+    types = {"alpha": float, "matched_auc_tolerance": float, "comparable_gc_factor": float, "unpaired": str,
+             "min_background_jets": int, "bootstrap": int}
     try:
         scalars = {k: kind(raw[k]) for k, kind in types.items() if k in raw}
     except (TypeError, ValueError) as err:

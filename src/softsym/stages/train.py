@@ -89,15 +89,16 @@ def run(ctx: StageContext) -> None:
 
 
 def evaluate_model(model, dataset, cfg: DictConfig, device) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
-    """Test and train metrics (the train–test gap measures generalisation), the invariance violations,
-    and the test labels and class probabilities."""
+    """Test, validation and train metrics (the train–test gap measures generalisation; strengths are chosen
+    on the validation AUC, so the test split stays out of the choice), the invariance violations, and the
+    test labels and class probabilities."""
     eval_bs = cfg.train.eval_batch_size
     test_loader = dataset.loader("test", batch_size=eval_bs, device=device)
     labels, probs = predict(model, test_loader)
     metrics = classification_metrics(labels, probs, dataset.class_names, prefix="test_")
-    train_labels, train_probs = predict(model, dataset.loader("train", batch_size=eval_bs, device=device))
-    train_metrics = classification_metrics(train_labels, train_probs, dataset.class_names, prefix="train_")
-    metrics.update(train_metrics)
+    for split in ("val", "train"):
+        split_labels, split_probs = predict(model, dataset.loader(split, batch_size=eval_bs, device=device))
+        metrics.update(classification_metrics(split_labels, split_probs, dataset.class_names, prefix=f"{split}_"))
     if "test_auc" in metrics and "train_auc" in metrics:
         metrics["gap_auc"] = metrics["train_auc"] - metrics["test_auc"]
     for symmetry in SYMMETRIES:
