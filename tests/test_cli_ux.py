@@ -113,6 +113,19 @@ def test_sweep_run_twice_skips_every_job_and_a_typed_sweep_replaces_the_smoke_gr
     assert len(third) == 3
 
 
+def test_a_sweep_with_a_bad_job_starts_no_job_and_names_each_bad_one(tmp_path):
+    proc = softsym(tmp_path, "-m", "experiment=smoke", "data=jetclass", FILES, "stages=[data]", "seed=0,1",
+                   "train.epochs=2,0", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "2 of 4 jobs of the sweep have bad options; no job was started" in proc.stderr
+    assert proc.stderr.count("job #1 ") == 1  # said once
+    bad = [line for line in proc.stderr.splitlines() if line.strip().startswith("job #")]
+    assert [line.split()[1] for line in bad] == ["#1", "#3"]
+    assert all("train.epochs=0" in line and "hydra" not in line.split(":", 1)[1] for line in bad)
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists() or not parent_runs(tmp_path / "mlflow.db", "smoke")[1]
+
+
 def _compose(*overrides: str):
     from hydra import compose, initialize_config_dir
 

@@ -92,8 +92,9 @@ def config_groups() -> list[str]:
     return sorted(str(d.relative_to(CONFIG_DIR)) for d in CONFIG_DIR.rglob("*") if d.is_dir())
 
 
-def check_job_config(cfg: DictConfig) -> None:
-    """Every option of the job checked (``softsym.config.check``) before any work and any MLflow run."""
+def check_job_config(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+    """Every option of the job checked (``softsym.config.check``) before any work and any MLflow run
+    (``overrides``: the job's own; by default the running Hydra job's)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from softsym.config.check import ConfigError, check_config
@@ -102,8 +103,25 @@ def check_job_config(cfg: DictConfig) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"{getattr(exc, 'full_key', None) or 'config'}: {getattr(exc, 'msg', exc)}"]) from None
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     check_config(resolved, overrides, groups=config_groups())
+
+
+def check_sweep_jobs(job_configs: list[tuple[list[str], DictConfig]]) -> list[str]:
+    """Each job of a sweep (its overrides, its composed config with or without the ``hydra`` node) checked
+    before the first one starts: one line per bad job, empty when every job is good."""
+    from softsym.config.check import ConfigError
+
+    bad = []
+    for number, (overrides, cfg) in enumerate(job_configs):
+        task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        task_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # the job's own
+        try:
+            check_job_config(task, task_overrides)
+        except ConfigError as exc:
+            bad.append(f"job #{number} ({' '.join(overrides)}): {exc}")
+    return bad
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -89,9 +89,10 @@ def binary_metrics(labels: np.ndarray, signal_scores: np.ndarray, prefix: str = 
     ``rej50_n_bkg``), for ``labels`` in {0, 1}."""
     if len(np.unique(labels)) < 2:
         raise ValueError(f"need both classes to compute AUC, got labels {np.unique(labels).tolist()}")
+    auc, auc_se = delong_auc(labels, signal_scores)  # the midrank AUC is sklearn's (tests/test_report_statistics.py)
     return {
-        f"{prefix}auc": float(roc_auc_score(labels, signal_scores)),
-        f"{prefix}auc_se": delong_auc(labels, signal_scores)[1],
+        f"{prefix}auc": auc,
+        f"{prefix}auc_se": auc_se,
         f"{prefix}acc": float(np.mean((signal_scores > 0.5) == (labels == 1))),
         **_rejection_metrics(labels, signal_scores, 0.3, f"{prefix}rej30"),
         **_rejection_metrics(labels, signal_scores, 0.5, f"{prefix}rej50"),
@@ -121,8 +122,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: t
         truth = (labels[sel] == c).astype(int)
         if len(np.unique(truth)) < 2:
             continue
-        out[f"{prefix}auc_{name}"] = float(roc_auc_score(truth, score))
-        out[f"{prefix}auc_{name}_se"] = delong_auc(truth, score)[1]
+        out[f"{prefix}auc_{name}"], out[f"{prefix}auc_{name}_se"] = delong_auc(truth, score)
         wp = JETCLASS_WORKING_POINTS.get(name, 0.5)
         out.update(_rejection_metrics(truth, score, wp, f"{prefix}rej{round(wp * 100)}_{name}"))
     any_signal = binary_metrics((labels != 0).astype(int), 1 - probs[:, 0], prefix)
