@@ -256,3 +256,12 @@ def test_ties_infinities_and_the_violation_of_the_penalised_symmetry():
     ]))
     row = claims_table(runs, OPTIONS).set_index("metric").loc["symmetry_violation"]
     assert row.delta == pytest.approx(np.log(0.5))  # against the baseline's rotation violation, not its Lorentz one
+    # the outside-group robustness loss likewise: over the rotation's outside perturbations for both
+    runs = with_group_columns(pd.concat([
+        _runs("pfn", "none", 0.0, seeds, robust_outside_auc_loss=[0.01, 0.011, 0.012, 0.013],
+              robust_outside_auc_loss_rotation=[0.05, 0.052, 0.049, 0.051]),
+        _runs("pfn", "rotation", 0.1, seeds, robust_outside_auc_loss=[0.04, 0.041, 0.043, 0.042],
+              robust_outside_auc_loss_rotation=[0.04, 0.041, 0.043, 0.042]),
+    ]))
+    row = claims_table(runs, OPTIONS).set_index("metric").loc["robust_outside_auc_loss"]
+    assert row.delta == pytest.approx(-0.009) and row.verdict == "supported"

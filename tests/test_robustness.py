@@ -396,3 +396,12 @@ def test_outside_endpoint_uses_only_physical_perturbations_outside_the_group(tra
     assert "robust_rotation_dropped_frac_1" in m and "robust_pgd_dropped_frac_0.05" not in m
     assert evaluate_robustness(trained, loader, scans, seed=1, symmetry="rotation").metrics()[
         "robust_outside_n"] == 2  # the feature attack is never in the physical endpoint
+    # Classed by every symmetry too: a boost-penalised run's baseline is measured on the boost's outside set,
+    # in which the rotation lies.
+    assert m["robust_outside_auc_loss_lorentz"] == m["robust_outside_auc_loss"]
+    assert m["robust_outside_n_boost"] == 3 and m["robust_inside_n_rotation"] == 1
+    with_rotation = (m["robust_energy_smearing_auc_loss"] + m["robust_pileup_auc_loss"]
+                     + m["robust_rotation_auc_loss"]) / 3
+    assert m["robust_outside_auc_loss_boost"] == pytest.approx(with_rotation, abs=1e-12)
+    assert 0 < m["robust_outside_auc_loss_boost_se"] < 0.1
+    assert "robust_inside_auc_loss_boost" not in m  # nothing physical lies inside the boost's group here

@@ -148,12 +148,17 @@ def per_seed(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         .groupby("seed")[metrics].mean()
 
 
+# Metrics each run logs for its own symmetry and, as <metric>_<symmetry>, for every symmetry.
+PER_SYMMETRY = ("symmetry_violation", "robust_outside_auc_loss", "robust_inside_auc_loss")
+
+
 def _paired_metric(metric: str, penalty: str, columns) -> str:
-    """The violation of the symmetry the penalised group imposes, measured alike on its baseline: each run's
-    ``symmetry_violation`` is that of its own symmetry (a baseline measures ``lorentz``), so a rotation arm
-    is compared on ``symmetry_violation_rotation`` for both."""
+    """The metric of the symmetry the penalised group imposes, measured alike on its baseline: each run's
+    ``symmetry_violation`` (and outside-group robustness loss) is that of its own symmetry (a baseline measures
+    ``lorentz``), so a rotation arm is compared on ``symmetry_violation_rotation`` (``robust_outside_auc_loss_
+    rotation``: the same perturbations) for both."""
     specific = f"{metric}_{penalty}"
-    return specific if metric == "symmetry_violation" and specific in columns else metric
+    return specific if metric in PER_SYMMETRY and specific in columns else metric
 
 
 def compare(penalised: pd.Series, baseline: pd.Series, claim: Claim, *, unpaired: str) -> Difference:
@@ -179,7 +184,8 @@ def claims_table(runs: pd.DataFrame, options: ReportOptions | None = None,
     matched = accuracy_matched(runs, tolerance=options.matched_auc_tolerance)
     rows = []
     metrics = list(dict.fromkeys([*(c.metric for c in claims),
-                                  *(c for c in runs.columns if c.startswith("symmetry_violation_"))]))
+                                  *(c for c in runs.columns if c.startswith(tuple(f"{m}_" for m in PER_SYMMETRY))
+                                    and not c.endswith(("_se", "_n")))]))
     for model, model_runs in runs.groupby("model"):
         base_seeds = per_seed(model_runs[model_runs["penalty"] == "none"], metrics)
         for (penalty, lam), group in model_runs[model_runs["penalty"] != "none"].groupby(["penalty", "lambda"]):

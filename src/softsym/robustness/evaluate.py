@@ -12,8 +12,9 @@ never moves has AURC = its clean AUC; a single-point grid gives that point's AUC
 Endpoints (``softsym.robustness.endpoints``, each with its DeLong error): ``<name>_auc_loss`` = clean AUC −
 mean AUC over the non-zero strengths; ``outside_auc_loss`` = the mean of those losses over the physical
 perturbations outside the penalised symmetry's group (the primary robustness endpoint), ``inside_auc_loss``
-the same inside it. With a cone (``jet_radius``), ``<name>_dropped_frac_<strength>`` is the fraction of the
-real particles dropped for leaving it.
+the same inside it; ``outside_auc_loss_<symmetry>`` (and ``inside_``) the same for each symmetry of
+``SYMMETRIES``, whatever the run's own. With a cone (``jet_radius``), ``<name>_dropped_frac_<strength>`` is
+the fraction of the real particles dropped for leaving it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 
 from softsym.data.jets import JetBatch
 from softsym.models.base import logits_from_p4
+from softsym.physics.symmetries import SYMMETRIES
 from softsym.robustness.endpoints import auc_loss, mean_auc_loss
 from softsym.robustness.perturbations import INSIDE, OUTSIDE, PERTURBATIONS, MomentumPerturbation, Perturbation
 from softsym.training.metrics import binary_metrics, probabilities
@@ -133,7 +135,8 @@ class RobustnessResult:
     def metrics(self, prefix: str = "robust_") -> dict[str, float]:
         """``<prefix><perturbation>_{auc,rej50,dout}_<strength>`` per point (and ``_dropped_frac_<strength>``
         with a cone), ``<prefix><perturbation>_{aurc,auc_loss,auc_loss_se,inside}`` per perturbation, and the
-        endpoints ``<prefix>{outside,inside}_auc_loss`` (+ ``_se``, ``_n``)."""
+        endpoints ``<prefix>{outside,inside}_auc_loss`` (+ ``_se``, ``_n``), also per symmetry
+        (``<prefix>outside_auc_loss_<symmetry>``, ...)."""
         out: dict[str, float] = {}
         for name, curve in self.curves.items():
             for p in curve.points:
@@ -218,11 +221,22 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
         p = scan.perturbation
         curves[scan.name] = RobustnessCurve(scan.name, p.strength_label, tuple(points), p.relation(symmetry),
                                             p.physical, getattr(p, "jet_radius", None) is not None, loss, loss_se)
-    endpoints = {}
-    for relation in (OUTSIDE, INSIDE):
-        members = [name for name, c in curves.items() if c.physical and c.relation == relation and shifted[name]]
-        if members:
-            value, se = mean_auc_loss(truth, clean_all, [shifted[name] for name in members])
-            endpoints.update({f"{relation}_auc_loss": value, f"{relation}_auc_loss_se": se,
-                              f"{relation}_n": float(len(members))})
+    by_name = {scan.name: scan.perturbation for scan in scans}
+
+    def group_endpoints(of: str | None, suffix: str = "") -> dict[str, float]:
+        out = {}
+        for relation in (OUTSIDE, INSIDE):
+            members = [name for name, c in curves.items()
+                       if c.physical and by_name[name].relation(of) == relation and shifted[name]]
+            if members:
+                value, se = mean_auc_loss(truth, clean_all, [shifted[name] for name in members])
+                out.update({f"{relation}_auc_loss{suffix}": value, f"{relation}_auc_loss{suffix}_se": se,
+                            f"{relation}_n{suffix}": float(len(members))})
+        return out
+
+    # Also classed by every symmetry, so that a rotation-penalised run and its baseline are compared on the same
+    # perturbations (``outside_auc_loss_rotation``), whatever symmetry each run measures by default.
+    endpoints = group_endpoints(symmetry)
+    for other in SYMMETRIES.names():
+        endpoints.update(group_endpoints(other, f"_{other}"))
     return RobustnessResult(clean_metrics["auc"], clean_metrics["rej50"], curves, symmetry, endpoints)
