@@ -47,7 +47,7 @@ reproduce: setup
 STRENGTH_MODELS ?= pfn,mlp
 STRENGTH_SEEDS ?= 5,6,7
 LORENTZ_LAMBDAS ?= 0.001,0.003,0.01
-GC_LAMBDAS ?= 0.001,0.003,0.01,0.03
+GC_LAMBDAS ?= 0.00001,0.00003,0.0001,0.0003,0.001,0.003,0.01,0.03
 WEIGHT_DECAYS ?= 1,3,10
 STRENGTH_JOBS = experiment=$(EXPERIMENT) mlflow.experiment_name=$(EXPERIMENT)-strengths stages=[data,train,complexity] \
   model=$(STRENGTH_MODELS) seed=$(STRENGTH_SEEDS) hydra/launcher=local_parallel hydra.launcher.n_jobs=$(JOBS) threads=1

@@ -79,7 +79,8 @@ def test_report_from_mlflow_lists_failed_runs_and_writes_plots(tmp_path):
     text = summary.read_text()
     assert "pfn-broken" in text and "DataError: bad file" in text
     assert "supported" in text and "Verdict rule" in text and "Holm–Bonferroni" in text
-    assert "rests on 19 background jets" in text
+    assert "`test_rej30` rests on 19 background jets passing the cut (< 100) in 8 of 8 runs (2 groups: " in text
+    assert text.count("rests on") == 1  # one line per metric, not per group
     made = {p.name for p in out.iterdir()}
     assert {"roc.png", "robust_rotation.png", "prune.png", "hessian_spectrum.png", "claims.csv",
             "correlations.csv", "strengths.csv", "correlation_geometric_complexity.png"} <= made

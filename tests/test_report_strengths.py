@@ -20,13 +20,14 @@ NOISE = np.array([0.01, -0.01, 0.005, -0.005, 0.0])
 
 
 def _runs(arms):
-    """arms: (penalty, λ, control, AUC factor, GC factor) → one run per seed."""
+    """arms: (penalty, λ, control, AUC factor, GC factor[, relative AUC noise, default 0.01 × NOISE]) → one run
+    per seed."""
     rows = []
-    for k, (penalty, lam, control, auc_factor, gc_factor) in enumerate(arms):
+    for k, (penalty, lam, control, auc_factor, gc_factor, *auc_noise) in enumerate(arms):
         for seed in SEEDS:
             shift = 0 if k == 0 else (k - 1) % (len(NOISE) - 1) + 1
             noise = NOISE[(seed + shift) % len(NOISE)]
-            auc = (0.95 + SEED_AUC[seed]) * auc_factor * (1 + noise / 100)
+            auc = (0.95 + SEED_AUC[seed]) * auc_factor * (1 + noise * (auc_noise or [0.01])[0])
             rows.append({"model": "pfn", "penalty": penalty, "lambda": str(lam), "seed": str(seed),
                          "control": control, "train.weight_decay": lam if control == "weight_decay" else 1e-4,
                          "val_auc": auc, "test_auc": auc * 0.999,
@@ -64,6 +65,18 @@ def test_planted_costs_and_ratios_are_recovered_with_intervals():
     assert gc_far.gc_ratio_to_reference == pytest.approx(0.1, rel=1e-9) and not gc_far.comparable_gc
     assert decay.gc_ratio_to_reference == pytest.approx(1.8, rel=1e-9) and not decay.comparable_gc
     assert table.loc[("lorentz", 0.1), "comparable_gc"] is None  # a symmetry arm is not a control
+
+
+def test_the_reference_arm_is_matched_at_95_percent_confidence():
+    """A mean cost of 0.5% whose interval reaches past 1% does not make a λ the matched arm."""
+    arms = [ARMS[0], ("lorentz", 0.001, "none", 0.998, 0.7), ("lorentz", 0.003, "none", 0.995, 0.5)]
+    precise = strength_table(_runs(arms)).set_index("lambda")
+    assert precise.loc[0.003, "role"] == "reference" and precise.loc[0.003, "val_auc_cost_high"] < 0.01
+    arms[2] = (*arms[2], 1.0)  # the same mean cost, measured with a large spread
+    noisy = strength_table(_runs(arms)).set_index("lambda")
+    assert noisy.loc[0.003, "val_auc_cost"] == pytest.approx(0.005, rel=0.02)
+    assert noisy.loc[0.003, "val_auc_cost_high"] > 0.01 and noisy.loc[0.003, "role"] == "symmetry"
+    assert noisy.loc[0.001, "val_auc_cost_high"] < 0.01 and noisy.loc[0.001, "role"] == "reference"
 
 
 def test_comparability_follows_the_factor_and_needs_a_matched_symmetry_arm():

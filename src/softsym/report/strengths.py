@@ -1,7 +1,9 @@
 """How strong each arm of a study is (pandas, no MLflow): per group (model, penalty, λ), its AUC cost and its
 geometric complexity against the model's baseline, and for the controls their GC against the model's
-*reference* symmetry arm, the accuracy-matched symmetry group with the largest λ. Every quantity is paired
-by seed (the same split, initialisation and jets) and shown with its 95% t interval over the pairs:
+*reference* symmetry arm: the symmetry group with the largest λ whose AUC cost is below
+``report.matched_auc_tolerance`` at 95% confidence (the upper end of its interval; validation AUC, or test AUC
+for runs without one). Every quantity is paired by seed (the same split, initialisation and jets) and shown
+with its 95% t interval over the pairs:
 
     AUC cost  = 1 − exp(mean_i ln(AUC_group,i / AUC_baseline,i))      (validation and test AUC)
     GC ratio  = exp(mean_i ln(GC_group,i / GC_other,i))              (other: the baseline, or the reference)
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from softsym.report.claims import GROUP_KEYS, accuracy_matched, per_seed
+from softsym.report.claims import GROUP_KEYS, per_seed
 from softsym.report.options import ReportOptions
 from softsym.report.statistics import Difference, paired_difference
 from softsym.report.summary import markdown_table
@@ -56,14 +58,19 @@ def _ratio(diff: Difference | None) -> tuple[float, tuple[float, float]]:
     return float(np.exp(diff.delta)), (float(np.exp(diff.ci_low)), float(np.exp(diff.ci_high)))
 
 
-def reference_arms(runs: pd.DataFrame, *, tolerance: float) -> dict[str, float]:
-    """model → λ of its reference symmetry arm: the accuracy-matched symmetry group with the largest λ."""
-    matched = accuracy_matched(runs, tolerance=tolerance)
-    out: dict[str, float] = {}
-    for (model, penalty, lam), ok in matched.items():
-        if ok and penalty not in ("none", *CONTROLS) and lam > out.get(model, -np.inf):
-            out[model] = lam
-    return out
+def _cost_row(group: pd.DataFrame, base: pd.DataFrame) -> dict[str, float]:
+    row = {}
+    for metric in ("val_auc", "test_auc"):
+        value, (low, high) = _cost(_log_ratio(group, base, metric))
+        row.update({f"{metric}_cost": value, f"{metric}_cost_low": low, f"{metric}_cost_high": high})
+    return row
+
+
+def matched_at_95(cost: dict[str, float], tolerance: float) -> bool:
+    """The AUC cost's upper 95% bound (validation; test where no validation AUC was logged) is below the
+    tolerance."""
+    high = cost["val_auc_cost_high"]
+    return bool((high if np.isfinite(high) else cost["test_auc_cost_high"]) < tolerance)
 
 
 def strength_table(runs: pd.DataFrame, options: ReportOptions | None = None) -> pd.DataFrame:
@@ -72,32 +79,31 @@ def strength_table(runs: pd.DataFrame, options: ReportOptions | None = None) -> 
     options = options or ReportOptions()
     if runs.empty:
         return pd.DataFrame(columns=list(STRENGTH_COLUMNS))
-    references = reference_arms(runs, tolerance=options.matched_auc_tolerance)
     factor = options.comparable_gc_factor
+    groups = {key: group for key, group in runs.groupby(list(GROUP_KEYS)) if key[1] != "none"}
+    baselines = {model: runs[(runs["model"] == model) & (runs["penalty"] == "none")]
+                 for model in runs["model"].unique()}
+    costs = {key: _cost_row(group, baselines[key[0]]) for key, group in groups.items()}
+    references: dict[str, tuple] = {}  # model -> the key of its reference symmetry group
+    for key, cost in costs.items():
+        if key[1] not in CONTROLS and matched_at_95(cost, options.matched_auc_tolerance) \
+                and key[2] > references.get(key[0], (None, None, -np.inf))[2]:
+            references[key[0]] = key
     rows = []
-    for (model, penalty, lam), group in runs.groupby(list(GROUP_KEYS)):
-        if penalty == "none":
-            continue
-        model_runs = runs[runs["model"] == model]
-        base = model_runs[model_runs["penalty"] == "none"]
-        reference = None
-        if model in references:
-            reference = model_runs[(model_runs["penalty"] != "none") & ~model_runs["penalty"].isin(CONTROLS)
-                                   & (model_runs["lambda"] == references[model])]
+    for key, group in groups.items():
+        model, penalty, lam = key
+        base, reference = baselines[model], groups.get(references.get(model))
         gc = _log_ratio(group, base, "geometric_complexity")
         measured = {
-            "val_auc_cost": _cost(_log_ratio(group, base, "val_auc")),
-            "test_auc_cost": _cost(_log_ratio(group, base, "test_auc")),
             "gc_ratio": _ratio(gc),
             "gc_calibrated_ratio": _ratio(_log_ratio(group, base, "geometric_complexity_calibrated")),
             "gc_ratio_to_reference": _ratio(_log_ratio(group, reference, "geometric_complexity")
                                             if penalty in CONTROLS and reference is not None else None),
         }
-        role = "control" if penalty in CONTROLS else (
-            "reference" if references.get(model) == lam else "symmetry")
+        role = "control" if penalty in CONTROLS else ("reference" if references.get(model) == key else "symmetry")
         to_reference = measured["gc_ratio_to_reference"][0]
         row = {"model": model, "penalty": penalty, "lambda": lam, "role": role,
-               "n_pairs": gc.n_pairs if gc is not None else 0,
+               "n_pairs": gc.n_pairs if gc is not None else 0, **costs[key],
                "comparable_gc": bool(1 / factor <= to_reference <= factor) if np.isfinite(to_reference) else None}
         for name, (value, (low, high)) in measured.items():
             row.update({name: value, f"{name}_low": low, f"{name}_high": high})
@@ -124,7 +130,8 @@ def strengths_section(table: pd.DataFrame, options: ReportOptions) -> list[str]:
              "Per group against its model's baseline, paired by seed, with 95% t intervals over the pairs: the "
              "relative AUC cost 1 − AUC/AUC_baseline (validation and test), the geometric complexity as a factor "
              "of the baseline's (raw and of the temperature-calibrated logits), and for the controls their GC as "
-             "a factor of the *reference* arm's (the accuracy-matched symmetry group with the largest λ): "
+             "a factor of the *reference* arm's (the symmetry group with the largest λ whose AUC cost is below "
+             f"{options.matched_auc_tolerance:.0%} at 95% confidence, validation AUC): "
              f"*comparable* when that factor lies within [×{1 / f:.2g}, ×{f:.2g}] "
              "(`report.comparable_gc_factor`).", ""]
     if table.empty:

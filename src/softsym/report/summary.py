@@ -96,20 +96,22 @@ def claims_section(claims: pd.DataFrame, options: ReportOptions) -> list[str]:
 
 
 def background_warnings(runs: pd.DataFrame, options: ReportOptions) -> list[str]:
-    """One line per (group, rejection) that rests on fewer background jets passing the cut than the limit."""
+    """One line per rejection metric that rests, in some groups, on fewer background jets passing the cut
+    than the limit: how many groups and runs, the range of the count, and the groups (up to a few)."""
     lines = []
-    sizes = runs.groupby(list(GROUP_KEYS)).size()
     for column in sorted(c for c in runs.columns if c.endswith("_n_bkg")):
-        low = runs[pd.to_numeric(runs[column], errors="coerce") < options.min_background_jets]
-        for key, group in low.groupby(list(GROUP_KEYS)):
-            total = int(sizes[key])
-            metric = column[: -len("_n_bkg")]
-            low_n, high_n = int(group[column].min()), int(group[column].max())
-            count = f"{low_n}" if low_n == high_n else f"{low_n}–{high_n}"
-            lines.append(f"- `{metric}` of {'/'.join(map(str, key[:2]))} λ={key[2]:g} rests on "
-                         f"{count} background jets passing the cut "
-                         f"(< {options.min_background_jets}) in {len(group)} of {total} runs; its binomial error "
-                         f"is `{metric}_se`.")
+        counts = pd.to_numeric(runs[column], errors="coerce")
+        low = runs[counts < options.min_background_jets]
+        if low.empty:
+            continue
+        metric = column[: -len("_n_bkg")]
+        groups = [f"{key[0]}/{key[1]} λ={key[2]:g}" for key in low.groupby(list(GROUP_KEYS)).groups]
+        shown = ", ".join(groups[:4]) + (f" and {len(groups) - 4} more" if len(groups) > 4 else "")
+        low_n, high_n = int(counts[low.index].min()), int(counts[low.index].max())
+        count = f"{low_n}" if low_n == high_n else f"{low_n}–{high_n}"
+        lines.append(f"- `{metric}` rests on {count} background jets passing the cut (< "
+                     f"{options.min_background_jets}) in {len(low)} of {len(runs)} runs ({len(groups)} groups: "
+                     f"{shown}); its binomial error is `{metric}_se`.")
     return lines
 
 
