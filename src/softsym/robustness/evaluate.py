@@ -222,14 +222,17 @@ def evaluate_robustness(model: nn.Module, batches: Iterable[JetBatch], scans: Se
         curves[scan.name] = RobustnessCurve(scan.name, p.strength_label, tuple(points), p.relation(symmetry),
                                             p.physical, getattr(p, "jet_radius", None) is not None, loss, loss_se)
     by_name = {scan.name: scan.perturbation for scan in scans}
+    losses: dict[tuple[str, ...], tuple[float, float]] = {}  # one DeLong pass per distinct set of members
 
     def group_endpoints(of: str | None, suffix: str = "") -> dict[str, float]:
         out = {}
         for relation in (OUTSIDE, INSIDE):
-            members = [name for name, c in curves.items()
-                       if c.physical and by_name[name].relation(of) == relation and shifted[name]]
+            members = tuple(name for name, c in curves.items()
+                            if c.physical and by_name[name].relation(of) == relation and shifted[name])
             if members:
-                value, se = mean_auc_loss(truth, clean_all, [shifted[name] for name in members])
+                if members not in losses:
+                    losses[members] = mean_auc_loss(truth, clean_all, [shifted[name] for name in members])
+                value, se = losses[members]
                 out.update({f"{relation}_auc_loss{suffix}": value, f"{relation}_auc_loss{suffix}_se": se,
                             f"{relation}_n{suffix}": float(len(members))})
         return out
